@@ -1,0 +1,104 @@
+"""``worker start``, ``worker stop``, ``worker list``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ..errors import QueuectlError
+from . import queue_of
+
+
+@click.group("worker")
+def worker_command() -> None:
+    """Start, stop and list workers.
+
+    \b
+    Examples:
+      queuectl worker start --count 4
+      queuectl worker stop
+    """
+
+
+@worker_command.command("start")
+@click.option("--count", "-n", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="Worker slots: jobs run at the same time.")
+@click.option("--stop-when-empty", is_flag=True,
+              help="Exit 0 once no job is pending, failed or processing.")
+@click.option("--poll-interval", metavar="SECONDS",
+              help="Look for due jobs this often when no wake-up arrives (default: config poll-interval).")
+@click.option("--detach", is_flag=True,
+              help="Run in the background; print the supervisor's pid; log beside the database.")
+@click.pass_context
+def start_command(ctx: click.Context, count: int, stop_when_empty: bool,
+                  poll_interval: str | None, detach: bool) -> None:
+    """Run workers until Ctrl-C, SIGTERM or `queuectl worker stop`.
+
+    The first signal lets running jobs finish; a second one stops them and
+    puts them back to pending.
+
+    \b
+    Examples:
+      queuectl worker start --count 3
+      queuectl worker start --stop-when-empty
+      queuectl worker start --count 8 --detach
+    """
+    queue = queue_of(ctx)
+    if detach:
+        from ..worker.detach import start_detached
+
+        args = ["worker", "start", "--count", str(count)]
+        if stop_when_empty:
+            args.append("--stop-when-empty")
+        if poll_interval is not None:
+            args += ["--poll-interval", poll_interval]
+        click.echo(start_detached(queue, args))
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger = logging.getLogger("queuectl")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    summary = queue.work(count, stop_when_empty=stop_when_empty, poll_interval=poll_interval)
+    click.echo(f"stopped supervisor {summary.supervisor_id} ({summary.workers} workers, "
+               f"{summary.jobs_run} attempts run)")
+
+
+@worker_command.command("stop")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True,
+              metavar="SECONDS", help="How long to wait for the workers to exit.")
+@click.pass_context
+def stop_command(ctx: click.Context, timeout: float) -> None:
+    """Ask every running worker on this database to finish its current job and exit.
+
+    \b
+    Example:
+      queuectl worker stop --timeout 120
+    """
+    report = queue_of(ctx).stop_workers(timeout)
+    if report.supervisors == 0:
+        click.echo("no workers running")
+        return
+    if report.still_running:
+        raise QueuectlError(f"{report.still_running} of {report.supervisors} supervisors still "
+                            f"running after {timeout:g}s; they exit after their current jobs")
+    click.echo(f"stopped {report.supervisors} supervisor{'s' if report.supervisors != 1 else ''} "
+               f"({report.workers} worker{'s' if report.workers != 1 else ''})")
+
+
+@worker_command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def list_command(ctx: click.Context, as_json: bool) -> None:
+    """List live workers: id, pid, host, started, last heartbeat, current job.
+
+    \b
+    Example:
+      queuectl worker list --json
+    """
+    from .output import to_json, workers_table
+
+    workers = queue_of(ctx).workers()
+    click.echo(to_json([w.to_dict() for w in workers]) if as_json else workers_table(workers))

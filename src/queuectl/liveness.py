@@ -1,0 +1,48 @@
+"""Is a process (or a supervisor) alive?
+
+On these machines ``kill(pid, 0)`` succeeds on a zombie and pids are reused
+within minutes, so a process is judged from ``/proc/PID/stat``: it must exist,
+not be a zombie, and have the start time recorded when it registered.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from .model import SupervisorInfo
+
+
+def hostname() -> str:
+    """This host's name as workers record it (``QUEUECTL_HOSTNAME`` overrides, for tests)."""
+    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, started: int | None) -> bool:
+    current = start_time(pid)
+    return current is not None and (started is None or current == started)
+
+
+def supervisor_alive(info: SupervisorInfo, now: datetime, lease_timeout: float,
+                     host: str | None = None) -> bool:
+    """Live: heartbeated within the lease timeout and, on this host, its process still exists."""
+    if (now - info.heartbeat_at).total_seconds() > lease_timeout:
+        return False
+    if info.host == (host or hostname()):
+        return process_alive(info.pid, info.pid_start)
+    return True

@@ -1,0 +1,45 @@
+"""Where things live: the database (``--db``, ``QUEUECTL_DB``, or the XDG data
+folder) and the files kept beside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_DB = "QUEUECTL_DB"
+
+
+def default_db() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "queuectl" / "queuectl.db"
+
+
+def resolve_db(db: str | None = None) -> str:
+    """The database URL or path to use: the argument, then ``$QUEUECTL_DB``, then the default."""
+    return db or os.environ.get(ENV_DB) or str(default_db())
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL or plain path; None for a server URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return Path(url).expanduser()
+    return Path(rest).expanduser() if scheme.lower() == "sqlite" else None
+
+
+def data_dir(url: str) -> Path:
+    """The folder for files beside the database: the SQLite file's folder, else the XDG one."""
+    path = sqlite_path(url)
+    return (path if path is not None else default_db()).parent
+
+
+def log_dir(url: str) -> Path:
+    """Attempt logs: ``logs/<job id>/<attempt>.stdout|.stderr`` beside the database."""
+    return data_dir(url) / "logs"
+
+
+def worker_log(url: str) -> Path:
+    """Where ``worker start --detach`` writes its output."""
+    path = sqlite_path(url)
+    name = path.name if path is not None else "queuectl"
+    return data_dir(url) / f"{name}.worker.log"

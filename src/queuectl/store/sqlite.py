@@ -1,0 +1,481 @@
+"""The SQLite store: one database file, WAL, ``synchronous=FULL``, every write
+transaction ``BEGIN IMMEDIATE`` so writers queue on the busy timeout instead of
+failing with "database is locked" halfway through."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from ..errors import DuplicateJob, NotFound, QueuectlError, StoreBusy, StoreError, WrongState
+from ..lifecycle import Outcome
+from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
+from ..timeutil import from_ms, to_ms
+from . import migrations
+from .base import Claim, Heartbeat, HeldJob
+from .fifo_wakeup import FifoListener, fifo_path, poke
+
+#: Seconds a writer waits for the write lock before "database busy"; QUEUECTL_BUSY_TIMEOUT overrides.
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+JOB_COLUMNS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
+               "updated_at, started_at, finished_at, exit_code, last_error, worker_id")
+
+SQL_INSERT_JOB = """
+INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout,
+                  created_at, updated_at)
+VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)"""
+
+SQL_FIRST_DUE = """
+SELECT 1 FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ? LIMIT 1"""
+
+SQL_CLAIM = f"""
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, worker_id = :worker, lease_token = :token,
+       lease_expires_at = :expires, started_at = :now, finished_at = NULL, updated_at = :now
+ WHERE seq = (SELECT seq FROM jobs
+               WHERE state IN ('pending', 'failed') AND run_at <= :now
+               ORDER BY priority, run_at, seq LIMIT 1)
+RETURNING {JOB_COLUMNS}"""
+
+SQL_NEXT_ATTEMPT = "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?"
+
+SQL_INSERT_ATTEMPT = """
+INSERT INTO attempts (job_id, number, worker_id, started_at) VALUES (?, ?, ?, ?)"""
+
+SQL_SET_CURRENT_JOB = "UPDATE workers SET current_job = ? WHERE id = ?"
+
+SQL_FINISH = """
+UPDATE jobs
+   SET state = :state, attempts = attempts - :uncount, run_at = coalesce(:run_at, run_at),
+       exit_code = :exit_code, last_error = :error, finished_at = :finished,
+       updated_at = :now, lease_token = NULL, lease_expires_at = NULL
+ WHERE id = :id AND lease_token = :token AND state = 'processing'"""
+
+SQL_FINISH_ATTEMPT = """
+UPDATE attempts SET finished_at = ?, exit_code = ?, error = ?, stdout_path = ?, stderr_path = ?
+ WHERE job_id = ? AND number = ?"""
+
+SQL_CLEAR_CURRENT_JOB = "UPDATE workers SET current_job = NULL WHERE current_job = ?"
+
+SQL_RETRY_DEAD = """
+UPDATE jobs
+   SET state = 'pending', attempts = 0, run_at = :now, exit_code = NULL, last_error = NULL,
+       started_at = NULL, finished_at = NULL, worker_id = NULL, updated_at = :now
+ WHERE state = 'dead'"""
+
+SQL_WORKERS = """
+SELECT w.id, w.current_job, s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at,
+       s.slots, s.stop_requested
+  FROM workers w JOIN supervisors s ON s.id = w.supervisor_id
+ ORDER BY s.started_at, s.id, w.slot"""
+
+SQL_HELD = f"""
+SELECT j.lease_token, j.lease_expires_at, j.worker_id,
+       (SELECT max(number) FROM attempts a WHERE a.job_id = j.id),
+       s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at, s.slots, s.stop_requested,
+       {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}
+  FROM jobs j
+  LEFT JOIN workers w ON w.id = j.worker_id
+  LEFT JOIN supervisors s ON s.id = w.supervisor_id
+ WHERE j.state = 'processing'"""
+
+T = TypeVar("T")
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0], command=row[1], state=JobState(row[2]), attempts=row[3], max_retries=row[4],
+        priority=row[5], run_at=from_ms(row[6]), timeout=row[7], created_at=from_ms(row[8]),
+        updated_at=from_ms(row[9]), started_at=_time(row[10]), finished_at=_time(row[11]),
+        exit_code=row[12], last_error=row[13], worker_id=row[14],
+    )
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+def _supervisor(row: Sequence[Any]) -> SupervisorInfo:
+    return SupervisorInfo(id=row[0], host=row[1], pid=row[2], pid_start=row[3],
+                          started_at=from_ms(row[4]), heartbeat_at=from_ms(row[5]),
+                          slots=row[6], stop_requested=bool(row[7]))
+
+
+def _translated(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn sqlite3's errors into queuectl's, so no driver error reaches a user."""
+
+    @functools.wraps(method)
+    def wrapper(self: "SqliteStore", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    return wrapper
+
+
+class SqliteStore:
+    """A queuectl database in one SQLite file."""
+
+    def __init__(self, path: str, busy_timeout: float | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.url = str(self.path)
+        if busy_timeout is None:
+            busy_timeout = float(os.environ.get("QUEUECTL_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT))
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+
+    # --- connection -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise StoreError(f"cannot open database {self.path}: it is a directory")
+        try:
+            if not self.path.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            elif not self.path.is_file():
+                raise StoreError(f"cannot open database {self.path}: not a regular file")
+        except OSError as exc:
+            raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from None
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from None
+        except QueuectlError:
+            conn.close()
+            raise
+        return conn
+
+    def _translate(self, exc: sqlite3.Error) -> QueuectlError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return StoreBusy(f"database busy: {self.path} stayed locked by another process for "
+                             f"{self.busy_timeout:g}s (QUEUECTL_BUSY_TIMEOUT sets the wait)")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"database {self.path} is not a usable queuectl database: {text}")
+        if "readonly" in text or "unable to open" in text:
+            return StoreError(f"cannot write database {self.path}: {text}")
+        if "disk is full" in text or "disk I/O" in text:
+            return StoreError(f"database {self.path}: {text}")
+        return StoreError(f"database {self.path}: {text}")
+
+    def _migrate(self) -> None:
+        known = migrations.load("sqlite")
+        latest = known[-1].version
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == latest:
+            return
+        if version > latest:
+            raise StoreError(f"database {self.path} has schema version {version}, newer than this "
+                             f"queuectl understands ({latest}): upgrade queuectl")
+        if version == 0 and self._conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+            raise StoreError(f"{self.path} is a SQLite database that queuectl did not create")
+        with self._write() as conn:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for migration in known:
+                if migration.version > version:
+                    for statement in _statements(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {migration.version}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from its first statement."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A short read transaction: one consistent snapshot across its statements."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- jobs -------------------------------------------------------------------
+
+    @_translated
+    def insert_jobs(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        created = to_ms(now)
+        rows = [(j.id, j.command, j.max_retries, j.priority, to_ms(j.run_at), j.timeout, created,
+                 created) for j in jobs]
+        try:
+            with self._write() as conn:
+                conn.executemany(SQL_INSERT_JOB, rows)
+        except sqlite3.IntegrityError:
+            raise DuplicateJob(self._first_existing([j.id for j in jobs])) from None
+        self.wake()
+        return [Job(id=j.id, command=j.command, state=JobState.PENDING, attempts=0,
+                    max_retries=j.max_retries, priority=j.priority, run_at=from_ms(to_ms(j.run_at)),
+                    timeout=j.timeout, created_at=from_ms(created), updated_at=from_ms(created),
+                    started_at=None, finished_at=None, exit_code=None, last_error=None,
+                    worker_id=None) for j in jobs]
+
+    def _first_existing(self, ids: list[str]) -> str:
+        seen: set[str] = set()
+        for job_id in ids:
+            if job_id in seen:
+                return f"job id {job_id!r} appears twice"
+            seen.add(job_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            row = self._conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) LIMIT 1",
+                                     chunk).fetchone()
+            if row:
+                return f"job {row[0]!r} already exists"
+        return "a job id already exists"
+
+    @_translated
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?",
+                                     (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    @_translated
+    def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
+        params: list[Any] = []
+        if state is not None:
+            sql += " WHERE state = ?"
+            params.append(state.value)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            return [_job(row) for row in self._conn.execute(sql, params)]
+
+    @_translated
+    def count_by_state(self) -> dict[JobState, int]:
+        counts = {state: 0 for state in JobState}
+        with self._lock:
+            for state, count in self._conn.execute(
+                    "SELECT state, count(*) FROM jobs GROUP BY state"):
+                counts[JobState(state)] = count
+        return counts
+
+    @_translated
+    def attempts(self, job_id: str) -> list[Attempt]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT job_id, number, worker_id, started_at, finished_at, exit_code, error, "
+                "stdout_path, stderr_path FROM attempts WHERE job_id = ? ORDER BY number",
+                (job_id,)).fetchall()
+        return [Attempt(job_id=r[0], number=r[1], worker_id=r[2], started_at=from_ms(r[3]),
+                        finished_at=_time(r[4]), exit_code=r[5], error=r[6], stdout_path=r[7],
+                        stderr_path=r[8]) for r in rows]
+
+    @_translated
+    def next_due_at(self) -> datetime | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')").fetchone()
+        return _time(row[0])
+
+    @_translated
+    def retry_dead(self, job_ids: Sequence[str] | None, now: datetime) -> list[str]:
+        params = {"now": to_ms(now)}
+        with self._write() as conn:
+            if job_ids is None:
+                moved = [row[0] for row in conn.execute(
+                    "SELECT id FROM jobs WHERE state = 'dead' ORDER BY seq")]
+                conn.execute(SQL_RETRY_DEAD, params)
+            else:
+                moved = list(dict.fromkeys(job_ids))
+                for job_id in moved:
+                    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                    if row is None:
+                        raise NotFound(f"no job with id {job_id!r}")
+                    if row[0] != JobState.DEAD.value:
+                        raise WrongState(f"job {job_id!r} is {row[0]}, not dead")
+                    conn.execute(SQL_RETRY_DEAD + " AND id = :id", {**params, "id": job_id})
+        if moved:
+            self.wake()
+        return moved
+
+    # --- workers' verbs -----------------------------------------------------------
+
+    @_translated
+    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
+        now_ms = to_ms(now)
+        with self._lock:
+            # A plain read first: idle workers then never take the write lock.
+            if self._conn.execute(SQL_FIRST_DUE, (now_ms,)).fetchone() is None:
+                return []
+        expires = to_ms(now + timedelta(seconds=lease_seconds))
+        claims: list[Claim] = []
+        with self._write() as conn:
+            for worker_id in worker_ids:
+                token = secrets.token_hex(16)
+                row = conn.execute(SQL_CLAIM, {"worker": worker_id, "token": token,
+                                               "expires": expires, "now": now_ms}).fetchone()
+                if row is None:
+                    break
+                job = _job(row)
+                number = conn.execute(SQL_NEXT_ATTEMPT, (job.id,)).fetchone()[0]
+                conn.execute(SQL_INSERT_ATTEMPT, (job.id, number, worker_id, now_ms))
+                conn.execute(SQL_SET_CURRENT_JOB, (job.id, worker_id))
+                claims.append(Claim(job=job, token=token, attempt=number, worker_id=worker_id))
+        return claims
+
+    @_translated
+    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
+                       now: datetime, stdout_path: str | None = None,
+                       stderr_path: str | None = None) -> bool:
+        now_ms = to_ms(now)
+        finished = None if outcome.state is JobState.PENDING else now_ms
+        with self._write() as conn:
+            applied = conn.execute(SQL_FINISH, {
+                "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
+                "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
+                "exit_code": outcome.exit_code, "error": outcome.error, "finished": finished,
+                "now": now_ms, "id": job_id, "token": token,
+            }).rowcount == 1
+            if applied:
+                if outcome.counts:
+                    conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
+                                                      stdout_path, stderr_path, job_id, attempt))
+                else:
+                    conn.execute("DELETE FROM attempts WHERE job_id = ? AND number = ?",
+                                 (job_id, attempt))
+                conn.execute(SQL_CLEAR_CURRENT_JOB, (job_id,))
+        return applied
+
+    @_translated
+    def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,
+                  lease_seconds: float) -> Heartbeat:
+        now_ms = to_ms(now)
+        expires = to_ms(now + timedelta(seconds=lease_seconds))
+        with self._write() as conn:
+            row = conn.execute("UPDATE supervisors SET heartbeat_at = ? WHERE id = ? "
+                               "RETURNING stop_requested", (now_ms, supervisor_id)).fetchone()
+            held: set[str] = set()
+            for token in tokens:
+                if conn.execute("UPDATE jobs SET lease_expires_at = ? WHERE lease_token = ? "
+                                "AND state = 'processing'", (expires, token)).rowcount:
+                    held.add(token)
+        return Heartbeat(registered=row is not None, stop_requested=bool(row and row[0]),
+                         lost_tokens=frozenset(tokens) - held)
+
+    @_translated
+    def held_jobs(self) -> list[HeldJob]:
+        with self._lock:
+            rows = self._conn.execute(SQL_HELD).fetchall()
+        held = []
+        for row in rows:
+            job = _job(row[12:])
+            claim = Claim(job=job, token=row[0], attempt=row[3] or job.attempts,
+                          worker_id=row[2] or "")
+            supervisor = None if row[4] is None else _supervisor(row[4:12])
+            held.append(HeldJob(claim=claim, lease_expires_at=from_ms(row[1]),
+                                supervisor=supervisor))
+        return held
+
+    # --- worker registry ----------------------------------------------------------
+
+    @_translated
+    def register_supervisor(self, info: SupervisorInfo, worker_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM supervisors WHERE id = ?", (info.id,))
+            conn.execute(
+                "INSERT INTO supervisors (id, host, pid, pid_start, started_at, heartbeat_at, "
+                "slots, stop_requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.id, info.host, info.pid, info.pid_start, to_ms(info.started_at),
+                 to_ms(info.heartbeat_at), info.slots, int(info.stop_requested)))
+            conn.executemany("INSERT INTO workers (id, supervisor_id, slot) VALUES (?, ?, ?)",
+                             [(w, info.id, n) for n, w in enumerate(worker_ids, start=1)])
+
+    @_translated
+    def forget_supervisors(self, supervisor_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.executemany("DELETE FROM supervisors WHERE id = ?",
+                             [(s,) for s in supervisor_ids])
+
+    @_translated
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            rows = self._conn.execute(SQL_WORKERS).fetchall()
+        return [WorkerInfo(id=r[0], current_job=r[1], supervisor=_supervisor(r[2:])) for r in rows]
+
+    @_translated
+    def request_stop(self, supervisor_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.executemany("UPDATE supervisors SET stop_requested = 1 WHERE id = ?",
+                             [(s,) for s in supervisor_ids])
+
+    # --- wake-ups -----------------------------------------------------------------
+
+    def listen(self) -> FifoListener:
+        try:
+            return FifoListener(fifo_path(self.path))
+        except OSError as exc:
+            raise StoreError(f"cannot listen for wake-ups at {fifo_path(self.path)}: "
+                             f"{exc.strerror}") from None
+
+    def wake(self) -> None:
+        poke(fifo_path(self.path))
+
+    # --- config -------------------------------------------------------------------
+
+    @_translated
+    def get_config(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT key, value FROM config").fetchall())
+
+    @_translated
+    def set_config(self, key: str, value: str, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                         "updated_at = excluded.updated_at", (key, value, to_ms(now)))
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would commit mid-migration)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""

@@ -1,0 +1,1 @@
+"""Running jobs: ``supervisor`` (slots, claims, leases, signals) -> ``runner`` (one attempt)."""

@@ -1,0 +1,329 @@
+"""``worker start``: one process, N worker slots.
+
+The supervisor's main thread is the only one that talks to the store: it
+claims due jobs for free slots, writes every attempt's outcome, heartbeats,
+recovers lost jobs and watches for stop requests. Each running attempt is an
+``Execution`` in its own thread that only runs the command and reports back.
+
+The main thread sleeps in one ``select`` on: the store's wake-up channel (a
+job was enqueued), a pipe that finished executions poke, and the signal
+wake-up fd. Its timeout is the next of: the poll interval (fallback for a lost
+wake-up), the next heartbeat, the next retry falling due. Nothing sleeps per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import selectors
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from ..config import Config
+from ..errors import StoreError
+from ..lifecycle import decide, format_seconds
+from ..liveness import hostname, start_time
+from ..model import JobState, SupervisorInfo, UNFINISHED_STATES
+from ..store import Claim, Store
+from ..timeutil import iso, now as utcnow
+from .maintenance import recover_lost_jobs
+from .runner import Execution, RunSpec
+
+log = logging.getLogger("queuectl.worker")
+
+#: After a store error, wait this long before trying again (the worker stays up).
+STORE_RETRY_DELAY = 0.5
+
+
+@dataclass(frozen=True)
+class Summary:
+    supervisor_id: str
+    workers: int
+    jobs_run: int
+    forced: bool
+
+
+class Supervisor:
+    def __init__(self, store: Store, log_dir: Path, count: int = 1, *,
+                 stop_when_empty: bool = False, poll_interval: float | None = None) -> None:
+        self.store = store
+        self.log_dir = log_dir
+        _private_dir(log_dir)
+        self.count = count
+        self.stop_when_empty = stop_when_empty
+        self.poll_override = poll_interval
+        self.host = hostname()
+        self.pid = os.getpid()
+        self.id = f"{self.host}-{self.pid}-{secrets.token_hex(2)}"
+        self.worker_ids = [f"{self.id}-w{n}" for n in range(1, count + 1)]
+        self.free: list[str] = list(self.worker_ids)
+        self.running: dict[str, tuple[Claim, Execution]] = {}  # by lease token
+        self.finished: deque[Execution] = deque()
+        self.pending_results: list[tuple[Claim, Execution]] = []
+        self.stopping = False
+        self.forced = False
+        self.jobs_run = 0
+        self._signals = 0
+        self._check_control = False
+        self._env = dict(os.environ)
+        self._done_r, self._done_w = os.pipe()
+        os.set_blocking(self._done_r, False)
+        os.set_blocking(self._done_w, False)
+
+    # --- public -----------------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Run until stopped (signal, ``worker stop``) or, with stop_when_empty, until no
+        job is pending, failed or processing."""
+        config = self._config()
+        started = utcnow()
+        info = SupervisorInfo(id=self.id, host=self.host, pid=self.pid,
+                              pid_start=start_time(self.pid), started_at=started,
+                              heartbeat_at=started, slots=self.count, stop_requested=False)
+        self.store.register_supervisor(info, self.worker_ids)
+        self._info = info
+        log.info("supervisor %s started with %d worker(s) on %s", self.id, self.count,
+                 self.store.url)
+        listener = self.store.listen()
+        signal_r, signal_w = os.pipe()
+        os.set_blocking(signal_r, False)
+        os.set_blocking(signal_w, False)
+        old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
+        old_handlers = {sig: signal.signal(sig, self._on_signal)
+                        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+        sel = selectors.DefaultSelector()
+        sel.register(self._done_r, selectors.EVENT_READ)
+        sel.register(signal_r, selectors.EVENT_READ)
+        listening = False
+        try:
+            next_heartbeat = 0.0
+            while True:
+                config = self._config(config)
+                self._collect_finished()
+                self._write_results(config)
+                if self.forced:
+                    for _claim, execution in self.running.values():
+                        execution.stop("interrupted")
+                if self.stopping and not self.running and not self.pending_results:
+                    break
+                if time.monotonic() >= next_heartbeat or self._check_control:
+                    self._check_control = False
+                    self._maintain(config)
+                    next_heartbeat = time.monotonic() + config.lease_timeout / 3
+                claimed = self._claim(config) if (self.free and not self.stopping) else 0
+                if claimed and not self.free:
+                    self.store.wake()  # more may be due: pass the wake-up on to an idle supervisor
+                if (self.stop_when_empty and not claimed and not self.running
+                        and not self.pending_results and self._queue_empty()):
+                    log.info("no jobs left: stopping")
+                    break
+                # Listen for enqueue wake-ups only while a slot is free; otherwise a
+                # pending wake-up would keep select() returning at once.
+                want_wakeups = bool(self.free) and not self.stopping
+                if want_wakeups and not listening:
+                    sel.register(listener.fileno(), selectors.EVENT_READ)
+                elif listening and not want_wakeups:
+                    sel.unregister(listener.fileno())
+                listening = want_wakeups
+                for key, _ in sel.select(self._sleep_time(config, next_heartbeat)):
+                    if key.fd == listener.fileno():
+                        listener.drain()
+                    elif key.fd == signal_r:
+                        _drain(signal_r)
+                    else:
+                        _drain(self._done_r)
+        finally:
+            for execution in [e for _c, e in self.running.values()]:
+                execution.stop("interrupted")
+                execution.join()
+            self._collect_finished()
+            self._write_results(config, final=True)
+            sel.close()
+            listener.close()
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            os.close(signal_r)
+            os.close(signal_w)
+            try:
+                self.store.forget_supervisors([self.id])
+            except StoreError as exc:
+                log.error("could not deregister: %s", exc)
+        return Summary(self.id, self.count, self.jobs_run, self.forced)
+
+    # --- signals ----------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGUSR1:  # `worker stop` asks us to look at our stop flag now
+            self._check_control = True
+            return
+        self._signals += 1
+        if self._signals == 1:
+            self._begin_stop(f"{signal.Signals(signum).name}")
+        else:
+            self.forced = True
+            log.warning("second signal: stopping %d running job(s) now; they go back to pending",
+                        len(self.running))
+
+    def _begin_stop(self, why: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.running:
+            log.info("%s: finishing %d running job(s), then exiting (signal again to stop them now)",
+                     why, len(self.running))
+        else:
+            log.info("%s: exiting", why)
+
+    # --- the loop's steps -----------------------------------------------------------
+
+    def _config(self, previous: Config | None = None) -> Config:
+        try:
+            config = Config.from_stored(self.store.get_config())
+        except StoreError as exc:
+            if previous is None:
+                raise
+            log.error("%s", exc)
+            return previous
+        except ValueError:
+            return previous or Config.from_stored({})
+        return config
+
+    def _claim(self, config: Config) -> int:
+        try:
+            claims = self.store.claim(self.free, utcnow(), config.lease_timeout)
+        except StoreError as exc:
+            log.error("claim failed: %s", exc)
+            return 0
+        for claim in claims:
+            self.free.remove(claim.worker_id)
+            job = claim.job
+            timeout = job.timeout if job.timeout is not None else (config.job_timeout or None)
+            spec = RunSpec(job_id=job.id, command=job.command, attempt=claim.attempt,
+                           timeout=timeout, max_log_bytes=config.max_log_bytes,
+                           log_dir=self.log_dir, env=self._env)
+            execution = Execution(spec, self._on_done)
+            self.running[claim.token] = (claim, execution)
+            log.info("%s: started job %s (attempt %d): %s", claim.worker_id, job.id, claim.attempt,
+                     _short(job.command))
+            execution.start()
+        return len(claims)
+
+    def _on_done(self, execution: Execution) -> None:
+        """Called from an execution's thread."""
+        self.finished.append(execution)
+        try:
+            os.write(self._done_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full: the main thread is already due to wake
+
+    def _collect_finished(self) -> None:
+        while self.finished:
+            execution = self.finished.popleft()
+            for token, (claim, running) in list(self.running.items()):
+                if running is execution:
+                    del self.running[token]
+                    self.pending_results.append((claim, execution))
+                    self.free.append(claim.worker_id)
+
+    def _write_results(self, config: Config, final: bool = False) -> None:
+        if not self.pending_results:
+            return
+        config = self._config(config)  # backoff is read at the moment of the decision
+        still: list[tuple[Claim, Execution]] = []
+        for claim, execution in self.pending_results:
+            report = execution.report
+            assert report is not None
+            now = utcnow()
+            job = claim.job
+            outcome = decide(job.attempts, job.max_retries, report.result, config, now)
+            try:
+                applied = self.store.finish_attempt(job.id, claim.token, claim.attempt, outcome,
+                                                    now, report.stdout_path, report.stderr_path)
+            except StoreError as exc:
+                log.error("could not record job %s: %s (will retry)", job.id, exc)
+                still.append((claim, execution))
+                continue
+            self.jobs_run += 1
+            took = format_seconds(round(report.finished - report.started, 3))
+            if not applied:
+                log.warning("%s: job %s attempt %d finished but its lease was lost: result "
+                            "discarded", claim.worker_id, job.id, claim.attempt)
+            elif outcome.state is JobState.COMPLETED:
+                log.info("%s: job %s completed in %s", claim.worker_id, job.id, took)
+            elif outcome.state is JobState.FAILED:
+                log.info("%s: job %s failed (%s) after %s; retry %d of %d at %s", claim.worker_id,
+                         job.id, outcome.error, took, job.attempts, job.max_retries,
+                         iso(outcome.run_at))
+            elif outcome.state is JobState.DEAD:
+                log.info("%s: job %s failed (%s); no retries left: moved to the DLQ",
+                         claim.worker_id, job.id, outcome.error)
+            else:
+                log.info("%s: job %s stopped and returned to pending", claim.worker_id, job.id)
+        self.pending_results = still
+        if still and not final:
+            time.sleep(STORE_RETRY_DELAY)
+
+    def _maintain(self, config: Config) -> None:
+        now = utcnow()
+        try:
+            beat = self.store.heartbeat(self.id, list(self.running), now, config.lease_timeout)
+            if not beat.registered:
+                log.warning("our registration was removed (presumed dead): registering again")
+                self.store.register_supervisor(self._info, self.worker_ids)
+            for token in beat.lost_tokens:
+                claim, execution = self.running[token]
+                log.error("%s: lease on job %s lost: stopping it", claim.worker_id, claim.job.id)
+                execution.stop("lost")
+            if beat.stop_requested:
+                self._begin_stop("worker stop")
+            recover_lost_jobs(self.store, config, now, self.host, self.id)
+        except StoreError as exc:
+            log.error("heartbeat failed: %s", exc)
+
+    def _queue_empty(self) -> bool:
+        try:
+            counts = self.store.count_by_state()
+        except StoreError as exc:
+            log.error("%s", exc)
+            return False
+        return sum(counts[state] for state in UNFINISHED_STATES) == 0
+
+    def _sleep_time(self, config: Config, next_heartbeat: float) -> float:
+        wait = max(0.0, next_heartbeat - time.monotonic())
+        if self.free and not self.stopping:
+            wait = min(wait, self.poll_override or config.poll_interval)
+            try:
+                due = self.store.next_due_at()
+            except StoreError:
+                due = None
+            if due is not None:
+                wait = min(wait, (due - utcnow()).total_seconds())
+        return max(0.001, wait)
+
+
+def _private_dir(path: Path) -> None:
+    """Create the log folder owner-only (mkdir's mode does not apply to missing parents)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _short(command: str, width: int = 60) -> str:
+    line = " ".join(command.split())
+    return line if len(line) <= width else line[: width - 1] + "…"

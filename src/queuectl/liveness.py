@@ -8,6 +8,7 @@ not be a zombie, and have the start time recorded when it registered.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from datetime import datetime
 
@@ -46,3 +47,42 @@ def supervisor_alive(info: SupervisorInfo, now: datetime, lease_timeout: float,
     if info.host == (host or hostname()):
         return process_alive(info.pid, info.pid_start)
     return True
+
+
+def attempt_processes(job_id: str, attempt: int) -> list[int]:
+    """Pids of this host's processes that belong to one attempt of a job.
+
+    Every process of an attempt inherits ``QUEUECTL_JOB_ID`` and
+    ``QUEUECTL_ATTEMPT``, so they are found by environment rather than by a
+    recorded pid, which the system may have reused since.
+    """
+    wanted = (f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode())
+    own = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                variables = f.read().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if all(item in variables for item in wanted):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_attempt(job_id: str, attempt: int, rounds: int = 5) -> int:
+    """SIGKILL every process of an attempt (orphans of a dead worker). Returns how many."""
+    killed = 0
+    for _ in range(rounds):  # again, in case one forked while we looked
+        pids = [pid for pid in attempt_processes(job_id, attempt) if start_time(pid) is not None]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..config import Config
 from ..lifecycle import AttemptResult, decide
-from ..liveness import process_alive, supervisor_alive
+from ..liveness import kill_attempt, process_alive, supervisor_alive
 from ..store import HeldJob, Store
 
 log = logging.getLogger("queuectl.worker")
@@ -44,6 +44,9 @@ def recover_lost_jobs(store: Store, config: Config, now: datetime, host: str,
         if not is_lost(held, now, host):
             continue
         job = held.claim.job
+        if sup is None or sup.host == host:
+            # Its processes may still run here, orphaned: end them before anyone reruns the job.
+            kill_attempt(job.id, held.claim.attempt)
         outcome = decide(job.attempts, job.max_retries, AttemptResult(lost=True), config, now)
         if store.finish_attempt(job.id, held.claim.token, held.claim.attempt, outcome, now):
             recovered.append(job.id)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -34,13 +33,14 @@ INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, t
 VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)"""
 
 SQL_FIRST_DUE = """
-SELECT 1 FROM jobs WHERE state IN ('pending', 'failed') AND run_at <= ? LIMIT 1"""
+SELECT 1 FROM jobs INDEXED BY jobs_waiting
+ WHERE state IN ('pending', 'failed') AND run_at <= ? LIMIT 1"""
 
 SQL_CLAIM = f"""
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, worker_id = :worker, lease_token = :token,
        lease_expires_at = :expires, started_at = :now, finished_at = NULL, updated_at = :now
- WHERE seq = (SELECT seq FROM jobs
+ WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_due
                WHERE state IN ('pending', 'failed') AND run_at <= :now
                ORDER BY priority, run_at, seq LIMIT 1)
 RETURNING {JOB_COLUMNS}"""
@@ -308,7 +308,8 @@ class SqliteStore:
     def next_due_at(self) -> datetime | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')").fetchone()
+                "SELECT min(run_at) FROM jobs INDEXED BY jobs_waiting "
+                "WHERE state IN ('pending', 'failed')").fetchone()
         return _time(row[0])
 
     @_translated
@@ -345,7 +346,7 @@ class SqliteStore:
         claims: list[Claim] = []
         with self._write() as conn:
             for worker_id in worker_ids:
-                token = secrets.token_hex(16)
+                token = os.urandom(16).hex()
                 row = conn.execute(SQL_CLAIM, {"worker": worker_id, "token": token,
                                                "expires": expires, "now": now_ms}).fetchone()
                 if row is None:

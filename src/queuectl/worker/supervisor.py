@@ -95,9 +95,14 @@ class Supervisor:
         signal_r, signal_w = os.pipe()
         os.set_blocking(signal_r, False)
         os.set_blocking(signal_w, False)
-        old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
-        old_handlers = {sig: signal.signal(sig, self._on_signal)
-                        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+        # Signals can only be handled in the main thread; elsewhere (the Python API
+        # called from a thread) the supervisor stops through `worker stop` only.
+        handles_signals = threading.current_thread() is threading.main_thread()
+        old_handlers = {}
+        if handles_signals:
+            old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
+            old_handlers = {sig: signal.signal(sig, self._on_signal)
+                            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
         sel = selectors.DefaultSelector()
         sel.register(self._done_r, selectors.EVENT_READ)
         sel.register(signal_r, selectors.EVENT_READ)
@@ -147,7 +152,8 @@ class Supervisor:
             self._write_results(config, final=True)
             sel.close()
             listener.close()
-            signal.set_wakeup_fd(old_wakeup)
+            if handles_signals:
+                signal.set_wakeup_fd(old_wakeup)
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             os.close(signal_r)

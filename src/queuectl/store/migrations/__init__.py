@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Migration:
 def load(backend: str) -> list[Migration]:
     """The backend's migrations, sorted by version."""
     found = []
-    for entry in resources.files(__package__).joinpath(backend).iterdir():
+    for entry in (Path(__file__).parent / backend).iterdir():
         if entry.name.endswith(".sql"):
             number, _, name = entry.name.removesuffix(".sql").partition("_")
             found.append(Migration(int(number), name, entry.read_text(encoding="utf-8")))

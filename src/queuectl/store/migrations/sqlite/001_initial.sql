@@ -24,6 +24,8 @@ CREATE TABLE jobs (
 
 -- Serves the claim exactly: waiting jobs in priority, run_at, enqueue order.
 CREATE INDEX jobs_due ON jobs (priority, run_at, seq) WHERE state IN ('pending', 'failed');
+-- Serves "is anything due?" and "when is the next job due?" for idle workers.
+CREATE INDEX jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
 -- Serves `list --state`, `dlq list` and the per-state counts.
 CREATE INDEX jobs_state ON jobs (state, seq);
 

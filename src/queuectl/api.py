@@ -45,6 +45,13 @@ class Status:
 
 
 @dataclass(frozen=True)
+class LogOutput:
+    data: bytes
+    path: str | None  # the log file, which may be on another host
+    partial: bool  # only the end of the output (the database's copy), not the file
+
+
+@dataclass(frozen=True)
 class StopReport:
     supervisors: int
     workers: int
@@ -169,11 +176,30 @@ class Queue:
         self.get(id)
         return self.store.attempts(id)
 
-    def log_path(self, id: str, stream: str = "stdout", attempt: int | None = None) -> Path | None:
-        """The log file of an attempt's stream (latest attempt by default), or None if the
-        stream had no output. Raises NotFound for an unknown job or attempt."""
+    def log(self, id: str, stream: str = "stdout", attempt: int | None = None) -> LogOutput:
+        """An attempt's captured output (the latest attempt by default).
+
+        The full log file when it is on this host; otherwise the tail the database
+        keeps (PostgreSQL), flagged ``partial``. Raises NotFound for an unknown job
+        or attempt."""
         if stream not in ("stdout", "stderr"):
             raise InvalidInput(f"stream: must be stdout or stderr, got {stream!r}")
+        chosen = self._attempt(id, attempt)
+        path = chosen.stdout_path if stream == "stdout" else chosen.stderr_path
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    return LogOutput(f.read(), path, partial=False)
+            except OSError:
+                pass  # written on another host, or removed: fall back to the stored tail
+        tail = self.store.attempt_output(id, chosen.number, stream)
+        if tail is not None:
+            return LogOutput(tail, path, partial=True)
+        if path is not None:
+            raise NotFound(f"log {path} of job {id!r} is not on this host and the database keeps no copy")
+        return LogOutput(b"", None, partial=False)
+
+    def _attempt(self, id: str, attempt: int | None) -> Attempt:
         history = self.attempts(id)
         if not history:
             raise NotFound(f"job {id!r} has not run yet")
@@ -185,8 +211,7 @@ class Queue:
                 raise NotFound(f"job {id!r} has no attempt {attempt} (attempts: "
                                f"{', '.join(str(a.number) for a in history)})")
             chosen = matches[0]
-        path = chosen.stdout_path if stream == "stdout" else chosen.stderr_path
-        return None if path is None else Path(path)
+        return chosen
 
     def status(self) -> Status:
         return Status(jobs=self.store.count_by_state(), active_workers=len(self.workers()))
@@ -226,9 +251,12 @@ class Queue:
                                 poll_interval=poll_interval)
         return supervisor.run()
 
-    def stop_workers(self, timeout: float = 60.0, poll: float = 0.05) -> StopReport:
-        """Ask every live supervisor to finish its current jobs and exit; wait up to ``timeout``."""
-        live = {w.supervisor.id: w.supervisor for w in self.workers()}
+    def stop_workers(self, timeout: float = 60.0, host: str | None = None,
+                     poll: float = 0.05) -> StopReport:
+        """Ask every live supervisor (or those on ``host``) to finish its current jobs and
+        exit; wait up to ``timeout`` seconds for them."""
+        live = {w.supervisor.id: w.supervisor for w in self.workers()
+                if host is None or w.supervisor.host == host}
         slots = sum(s.slots for s in live.values())
         if not live:
             return StopReport(0, 0, 0)

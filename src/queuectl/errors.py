@@ -43,5 +43,9 @@ class StoreError(QueuectlError):
     """The database cannot be used."""
 
 
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached (the call may succeed later)."""
+
+
 class StoreBusy(StoreError):
     """database busy: another process held the write lock past the busy timeout"""

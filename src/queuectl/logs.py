@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 
+#: How much of the end of each stream is also kept for the database (see Store.finish_attempt).
+TAIL_BYTES = 64 * 1024
+
+
 def attempt_paths(log_dir: Path, job_id: str, attempt: int) -> tuple[Path, Path]:
     base = log_dir / job_id
     return base / f"{attempt}.stdout", base / f"{attempt}.stderr"
@@ -26,12 +30,21 @@ class CappedLog:
         self.dropped = 0
         self.error: str | None = None
         self._fd: int | None = None
+        self._tail = bytearray()  # the last TAIL_BYTES of everything written, kept or not
 
     @property
     def created(self) -> bool:
         return self._fd is not None
 
+    @property
+    def tail(self) -> bytes | None:
+        """The end of the stream (None if it had no output)."""
+        return bytes(self._tail) if self._tail else None
+
     def write(self, data: bytes) -> None:
+        self._tail += data[-TAIL_BYTES:]
+        if len(self._tail) > TAIL_BYTES:
+            del self._tail[:-TAIL_BYTES]
         if self.error is not None:
             return
         room = self.limit - self.written

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -14,10 +13,7 @@ from tests.conftest import QUEUECTL, Cli
 
 
 def job_count(cli: Cli) -> int:
-    if not cli.db.exists():
-        return 0
-    with sqlite3.connect(cli.db) as conn:
-        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+    return sum(cli.json("status")["jobs"].values())
 
 
 def assert_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
@@ -215,26 +211,48 @@ def test_invalid_config_exits_2_listing_what_is_valid_and_changes_nothing(
     assert cli.json("config", "get") == before
 
 
-def test_a_postgresql_url_gets_a_clear_error(cli: Cli) -> None:
-    assert_error(cli("--db", "postgresql://localhost/x", "status"), 2, "PostgreSQL")
+def test_a_postgresql_url_without_the_extra_says_what_to_install(sqlite_cli: Cli, tmp_path: Path) -> None:
+    cli = sqlite_cli
+    blocker = tmp_path / "no-psycopg" / "psycopg"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('psycopg is not installed')\n")
+    cli.env["PYTHONPATH"] = str(blocker.parent)
+    assert_error(cli("--db", "postgresql://localhost/x", "status"), 1, "pip install 'queuectl[postgres]'")
 
 
-def test_a_corrupt_or_directory_database_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+def test_an_unreachable_postgresql_server_is_a_clear_error(sqlite_cli: Cli) -> None:
+    cli = sqlite_cli
+    assert_error(cli("--db", "postgresql://postgres@127.0.0.1:1/test", "status"), 1, "cannot connect")
+
+
+def test_an_unknown_url_scheme_lists_the_valid_ones(sqlite_cli: Cli) -> None:
+    cli = sqlite_cli
+    assert_error(cli("--db", "mysql://localhost/x", "status"), 2, "mysql", "postgresql://")
+
+
+def test_a_corrupt_or_directory_database_is_a_clear_error(sqlite_cli: Cli, tmp_path: Path) -> None:
+    cli = sqlite_cli
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not sqlite" * 100)
     assert_error(cli("--db", str(garbage), "status"), 1, "garbage.db")
     assert_error(cli("--db", str(tmp_path), "status"), 1, "directory")
 
 
-def test_the_database_and_log_folder_are_owner_only(cli: Cli) -> None:
+def test_the_log_folder_is_owner_only(cli: Cli) -> None:
     cli.enqueue(id="j", command="echo hi")
     assert cli.run_until_empty().returncode == 0
-    assert (cli.db.stat().st_mode & 0o777) == 0o600
-    assert (cli.db.parent / "logs").stat().st_mode & 0o777 == 0o700
-    assert (cli.db.parent / "logs" / "j").stat().st_mode & 0o777 == 0o700
+    assert (cli.data_dir / "logs").stat().st_mode & 0o777 == 0o700
+    assert (cli.data_dir / "logs" / "j").stat().st_mode & 0o777 == 0o700
+    assert (cli.data_dir / "logs" / "j" / "1.stdout").stat().st_mode & 0o777 == 0o600
 
 
-def test_the_default_database_lives_in_the_xdg_data_folder(cli: Cli, tmp_path: Path) -> None:
+def test_the_database_file_is_owner_only(sqlite_cli: Cli) -> None:
+    sqlite_cli.enqueue(command="true")
+    assert (sqlite_cli.db.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_default_database_lives_in_the_xdg_data_folder(sqlite_cli: Cli, tmp_path: Path) -> None:
+    cli = sqlite_cli
     env = {k: v for k, v in cli.env.items() if k != "QUEUECTL_DB"}
     env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
     subprocess.run([QUEUECTL, "enqueue", "--command", "true"], env=env, check=True, capture_output=True)

@@ -161,7 +161,7 @@ def test_detach_prints_the_pid_and_runs_in_the_background(cli: Cli) -> None:
         cli.wait_for_state("bg", "completed")
         assert cli.ok("worker", "stop") == "stopped 1 supervisor (2 workers)\n"
         wait_until(lambda: start_time(pid) is None, 5, message="the detached worker to exit")
-        log = (cli.db.parent / f"{cli.db.name}.worker.log").read_text()
+        log = cli.worker_log.read_text()
         assert "job bg completed" in log
     finally:
         if start_time(pid) is not None:

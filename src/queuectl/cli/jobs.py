@@ -10,7 +10,7 @@ import click
 
 from .. import jobspec
 from ..config import parse_duration
-from ..errors import InvalidInput, QueuectlError
+from ..errors import InvalidInput
 from ..timeutil import now as utcnow
 from . import queue_of
 
@@ -169,16 +169,12 @@ def logs_command(ctx: click.Context, job_id: str, stderr: bool, attempt: int | N
       queuectl logs job1
       queuectl logs job1 --stderr --attempt 2
     """
-    path = queue_of(ctx).log_path(job_id, "stderr" if stderr else "stdout", attempt)
-    if path is None:
-        return  # the stream had no output
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 16):
-                sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
-    except OSError as exc:
-        raise QueuectlError(f"cannot read log {path}: {exc.strerror}") from None
+    output = queue_of(ctx).log(job_id, "stderr" if stderr else "stdout", attempt)
+    if output.partial:
+        click.echo(f"(the log file {output.path} is on another host: showing the last "
+                   f"{len(output.data)} bytes kept in the database)", err=True)
+    sys.stdout.buffer.write(output.data)
+    sys.stdout.buffer.flush()
 
 
 @click.command("status")

@@ -69,15 +69,17 @@ def start_command(ctx: click.Context, count: int, stop_when_empty: bool,
 @worker_command.command("stop")
 @click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True,
               metavar="SECONDS", help="How long to wait for the workers to exit.")
+@click.option("--host", metavar="NAME", help="Only the workers on host NAME.")
 @click.pass_context
-def stop_command(ctx: click.Context, timeout: float) -> None:
+def stop_command(ctx: click.Context, timeout: float, host: str | None) -> None:
     """Ask every running worker on this database to finish its current job and exit.
 
     \b
-    Example:
+    Examples:
       queuectl worker stop --timeout 120
+      queuectl worker stop --host build-3
     """
-    report = queue_of(ctx).stop_workers(timeout)
+    report = queue_of(ctx).stop_workers(timeout, host=host)
     if report.supervisors == 0:
         click.echo("no workers running")
         return

@@ -7,7 +7,7 @@ from .base import Claim, Heartbeat, HeldJob, Store
 
 __all__ = ["Claim", "Heartbeat", "HeldJob", "Store", "open_store", "SCHEMES"]
 
-SCHEMES = ("sqlite:///PATH or a plain file path", "postgresql://…")
+SCHEMES = ("a file path", "sqlite:///PATH", "postgresql://USER@HOST/DB", "postgres://…")
 
 
 def open_store(url: str) -> Store:
@@ -23,5 +23,7 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(rest)
     if scheme in ("postgresql", "postgres"):
-        raise InvalidInput("PostgreSQL databases are not supported yet: use a SQLite file path")
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
     raise InvalidInput(f"unknown database URL scheme {scheme!r}; use one of: {', '.join(SCHEMES)}")

@@ -45,10 +45,20 @@ class Heartbeat:
 
 
 class Listener(Protocol):
-    def fileno(self) -> int: ...
+    """Wake-ups for a supervisor, to wait on with ``poll``/``select``."""
 
-    def drain(self) -> None:
-        """Consume pending wake-ups."""
+    #: True: every listener gets every wake-up (PostgreSQL NOTIFY), so a busy supervisor
+    #: may keep listening. False: one listener takes each wake-up (a FIFO), so only a
+    #: supervisor with a free slot should listen.
+    broadcast: bool
+
+    def fileno(self) -> int | None:
+        """The descriptor to wait on; None while disconnected (reconnects are tried on each call)."""
+        ...
+
+    def drain(self) -> set[str]:
+        """Consume pending wake-ups; returns their kinds: "jobs" (something may be due)
+        and/or "control" (a stop request or a config change)."""
         ...
 
     def close(self) -> None: ...
@@ -102,9 +112,15 @@ class Store(Protocol):
 
     def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
                        now: datetime, stdout_path: str | None = None,
-                       stderr_path: str | None = None) -> bool:
+                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
+                       stderr_tail: bytes | None = None) -> bool:
         """Apply an attempt's outcome if, and only if, ``token`` is still the job's
-        lease (fencing). Returns whether it applied."""
+        lease (fencing). Returns whether it applied. The tails (the end of each
+        stream's output) are kept by stores whose clients may be on other hosts."""
+        ...
+
+    def attempt_output(self, job_id: str, attempt: int, stream: str) -> bytes | None:
+        """The stored tail of an attempt's "stdout" or "stderr", if this store keeps them."""
         ...
 
     def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,

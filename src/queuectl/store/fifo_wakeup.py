@@ -32,7 +32,10 @@ def poke(path: Path) -> None:
 
 
 class FifoListener:
-    """The reading end, held by a supervisor. ``fileno()`` is readable after a poke."""
+    """The reading end, held by a supervisor. ``fileno()`` is readable after a poke.
+    One reader takes each poke, so only supervisors with a free slot listen."""
+
+    broadcast = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -48,13 +51,14 @@ class FifoListener:
     def fileno(self) -> int:
         return self._read
 
-    def drain(self) -> None:
+    def drain(self) -> set[str]:
         try:
             while os.read(self._read, 4096):
                 pass
         except OSError as exc:
             if exc.errno != errno.EAGAIN:
                 raise
+        return {"jobs"}
 
     def close(self) -> None:
         os.close(self._read)

@@ -19,13 +19,13 @@ from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..timeutil import from_ms, to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
+from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SUPERVISOR_COLUMNS, attempt_from_row,
+                   first_repeated, inserted_job, job_from_row, new_job_values,
+                   supervisor_from_row, supervisor_values, time_or_none)
 from .fifo_wakeup import FifoListener, fifo_path, poke
 
 #: Seconds a writer waits for the write lock before "database busy"; QUEUECTL_BUSY_TIMEOUT overrides.
 DEFAULT_BUSY_TIMEOUT = 10.0
-
-JOB_COLUMNS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-               "updated_at, started_at, finished_at, exit_code, last_error, worker_id")
 
 SQL_INSERT_JOB = """
 INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, timeout,
@@ -88,25 +88,6 @@ SELECT j.lease_token, j.lease_expires_at, j.worker_id,
  WHERE j.state = 'processing'"""
 
 T = TypeVar("T")
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0], command=row[1], state=JobState(row[2]), attempts=row[3], max_retries=row[4],
-        priority=row[5], run_at=from_ms(row[6]), timeout=row[7], created_at=from_ms(row[8]),
-        updated_at=from_ms(row[9]), started_at=_time(row[10]), finished_at=_time(row[11]),
-        exit_code=row[12], last_error=row[13], worker_id=row[14],
-    )
-
-
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else from_ms(ms)
-
-
-def _supervisor(row: Sequence[Any]) -> SupervisorInfo:
-    return SupervisorInfo(id=row[0], host=row[1], pid=row[2], pid_start=row[3],
-                          started_at=from_ms(row[4]), heartbeat_at=from_ms(row[5]),
-                          slots=row[6], stop_requested=bool(row[7]))
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
@@ -234,41 +215,33 @@ class SqliteStore:
     @_translated
     def insert_jobs(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         created = to_ms(now)
-        rows = [(j.id, j.command, j.max_retries, j.priority, to_ms(j.run_at), j.timeout, created,
-                 created) for j in jobs]
+        repeated = first_repeated([j.id for j in jobs])
+        if repeated is not None:
+            raise DuplicateJob(f"job id {repeated!r} appears twice")
         try:
             with self._write() as conn:
-                conn.executemany(SQL_INSERT_JOB, rows)
+                conn.executemany(SQL_INSERT_JOB, [new_job_values(j, created) for j in jobs])
         except sqlite3.IntegrityError:
-            raise DuplicateJob(self._first_existing([j.id for j in jobs])) from None
+            raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
         self.wake()
-        return [Job(id=j.id, command=j.command, state=JobState.PENDING, attempts=0,
-                    max_retries=j.max_retries, priority=j.priority, run_at=from_ms(to_ms(j.run_at)),
-                    timeout=j.timeout, created_at=from_ms(created), updated_at=from_ms(created),
-                    started_at=None, finished_at=None, exit_code=None, last_error=None,
-                    worker_id=None) for j in jobs]
+        return [inserted_job(j, created) for j in jobs]
 
     def _first_existing(self, ids: list[str]) -> str:
-        seen: set[str] = set()
-        for job_id in ids:
-            if job_id in seen:
-                return f"job id {job_id!r} appears twice"
-            seen.add(job_id)
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             row = self._conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) LIMIT 1",
                                      chunk).fetchone()
             if row:
-                return f"job {row[0]!r} already exists"
-        return "a job id already exists"
+                return str(row[0])
+        return ids[0]
 
     @_translated
     def get_job(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?",
                                      (job_id,)).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     @_translated
     def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
@@ -282,7 +255,7 @@ class SqliteStore:
             sql += " LIMIT ?"
             params.append(limit)
         with self._lock:
-            return [_job(row) for row in self._conn.execute(sql, params)]
+            return [job_from_row(row) for row in self._conn.execute(sql, params)]
 
     @_translated
     def count_by_state(self) -> dict[JobState, int]:
@@ -297,12 +270,12 @@ class SqliteStore:
     def attempts(self, job_id: str) -> list[Attempt]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT job_id, number, worker_id, started_at, finished_at, exit_code, error, "
-                "stdout_path, stderr_path FROM attempts WHERE job_id = ? ORDER BY number",
+                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY number",
                 (job_id,)).fetchall()
-        return [Attempt(job_id=r[0], number=r[1], worker_id=r[2], started_at=from_ms(r[3]),
-                        finished_at=_time(r[4]), exit_code=r[5], error=r[6], stdout_path=r[7],
-                        stderr_path=r[8]) for r in rows]
+        return [attempt_from_row(r) for r in rows]
+
+    def attempt_output(self, job_id: str, attempt: int, stream: str) -> bytes | None:
+        return None  # the log files beside the database are the whole output
 
     @_translated
     def next_due_at(self) -> datetime | None:
@@ -310,7 +283,7 @@ class SqliteStore:
             row = self._conn.execute(
                 "SELECT min(run_at) FROM jobs INDEXED BY jobs_waiting "
                 "WHERE state IN ('pending', 'failed')").fetchone()
-        return _time(row[0])
+        return time_or_none(row[0])
 
     @_translated
     def retry_dead(self, job_ids: Sequence[str] | None, now: datetime) -> list[str]:
@@ -351,7 +324,7 @@ class SqliteStore:
                                                "expires": expires, "now": now_ms}).fetchone()
                 if row is None:
                     break
-                job = _job(row)
+                job = job_from_row(row)
                 number = conn.execute(SQL_NEXT_ATTEMPT, (job.id,)).fetchone()[0]
                 conn.execute(SQL_INSERT_ATTEMPT, (job.id, number, worker_id, now_ms))
                 conn.execute(SQL_SET_CURRENT_JOB, (job.id, worker_id))
@@ -361,7 +334,9 @@ class SqliteStore:
     @_translated
     def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
                        now: datetime, stdout_path: str | None = None,
-                       stderr_path: str | None = None) -> bool:
+                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
+                       stderr_tail: bytes | None = None) -> bool:
+        # The tails are not stored: a SQLite database and its log files share one host.
         now_ms = to_ms(now)
         finished = None if outcome.state is JobState.PENDING else now_ms
         with self._write() as conn:
@@ -403,10 +378,10 @@ class SqliteStore:
             rows = self._conn.execute(SQL_HELD).fetchall()
         held = []
         for row in rows:
-            job = _job(row[12:])
+            job = job_from_row(row[12:])
             claim = Claim(job=job, token=row[0], attempt=row[3] or job.attempts,
                           worker_id=row[2] or "")
-            supervisor = None if row[4] is None else _supervisor(row[4:12])
+            supervisor = None if row[4] is None else supervisor_from_row(row[4:12])
             held.append(HeldJob(claim=claim, lease_expires_at=from_ms(row[1]),
                                 supervisor=supervisor))
         return held
@@ -417,11 +392,8 @@ class SqliteStore:
     def register_supervisor(self, info: SupervisorInfo, worker_ids: Sequence[str]) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM supervisors WHERE id = ?", (info.id,))
-            conn.execute(
-                "INSERT INTO supervisors (id, host, pid, pid_start, started_at, heartbeat_at, "
-                "slots, stop_requested) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (info.id, info.host, info.pid, info.pid_start, to_ms(info.started_at),
-                 to_ms(info.heartbeat_at), info.slots, int(info.stop_requested)))
+            conn.execute(f"INSERT INTO supervisors ({SUPERVISOR_COLUMNS}) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", supervisor_values(info))
             conn.executemany("INSERT INTO workers (id, supervisor_id, slot) VALUES (?, ?, ?)",
                              [(w, info.id, n) for n, w in enumerate(worker_ids, start=1)])
 
@@ -435,7 +407,7 @@ class SqliteStore:
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
             rows = self._conn.execute(SQL_WORKERS).fetchall()
-        return [WorkerInfo(id=r[0], current_job=r[1], supervisor=_supervisor(r[2:])) for r in rows]
+        return [WorkerInfo(id=r[0], current_job=r[1], supervisor=supervisor_from_row(r[2:])) for r in rows]
 
     @_translated
     def request_stop(self, supervisor_ids: Sequence[str]) -> None:

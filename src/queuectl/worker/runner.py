@@ -45,6 +45,8 @@ class RunReport:
     result: AttemptResult
     stdout_path: str | None
     stderr_path: str | None
+    stdout_tail: bytes | None
+    stderr_tail: bytes | None
     started: float  # time.monotonic()
     finished: float
 
@@ -107,7 +109,7 @@ class Execution:
         self.report = RunReport(result=result,
                                 stdout_path=str(out.path) if out.created else None,
                                 stderr_path=str(err.path) if err.created else None,
-                                started=started, finished=time.monotonic())
+                                stdout_tail=out.tail, stderr_tail=err.tail, started=started, finished=time.monotonic())
         self._on_done(self)
 
     def _execute(self, out: CappedLog, err: CappedLog, started: float) -> AttemptResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import selectors
+import select
 import signal
 import threading
 import time
@@ -32,6 +32,7 @@ from ..lifecycle import decide, format_seconds
 from ..liveness import hostname, start_time
 from ..model import JobState, SupervisorInfo, UNFINISHED_STATES
 from ..store import Claim, Store
+from ..store.base import Listener
 from ..timeutil import iso, now as utcnow
 from .maintenance import recover_lost_jobs
 from .runner import Execution, RunSpec
@@ -103,10 +104,6 @@ class Supervisor:
             old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
             old_handlers = {sig: signal.signal(sig, self._on_signal)
                             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
-        sel = selectors.DefaultSelector()
-        sel.register(self._done_r, selectors.EVENT_READ)
-        sel.register(signal_r, selectors.EVENT_READ)
-        listening = False
         try:
             next_heartbeat = 0.0
             while True:
@@ -129,28 +126,13 @@ class Supervisor:
                         and not self.pending_results and self._queue_empty()):
                     log.info("no jobs left: stopping")
                     break
-                # Listen for enqueue wake-ups only while a slot is free; otherwise a
-                # pending wake-up would keep select() returning at once.
-                want_wakeups = bool(self.free) and not self.stopping
-                if want_wakeups and not listening:
-                    sel.register(listener.fileno(), selectors.EVENT_READ)
-                elif listening and not want_wakeups:
-                    sel.unregister(listener.fileno())
-                listening = want_wakeups
-                for key, _ in sel.select(self._sleep_time(config, next_heartbeat)):
-                    if key.fd == listener.fileno():
-                        listener.drain()
-                    elif key.fd == signal_r:
-                        _drain(signal_r)
-                    else:
-                        _drain(self._done_r)
+                self._wait(listener, signal_r, self._sleep_time(config, next_heartbeat))
         finally:
             for execution in [e for _c, e in self.running.values()]:
                 execution.stop("interrupted")
                 execution.join()
             self._collect_finished()
             self._write_results(config, final=True)
-            sel.close()
             listener.close()
             if handles_signals:
                 signal.set_wakeup_fd(old_wakeup)
@@ -163,6 +145,26 @@ class Supervisor:
             except StoreError as exc:
                 log.error("could not deregister: %s", exc)
         return Summary(self.id, self.count, self.jobs_run, self.forced)
+
+    def _wait(self, listener: Listener, signal_r: int, timeout: float) -> None:
+        """Sleep until a wake-up, a finished job, a signal, or ``timeout`` seconds.
+
+        A fresh poll set each time: the listener's descriptor changes when its
+        connection is re-established."""
+        poller = select.poll()
+        poller.register(self._done_r, select.POLLIN)
+        poller.register(signal_r, select.POLLIN)
+        # A FIFO wake-up goes to one reader only: a busy supervisor leaves it to idle ones.
+        wanted = listener.broadcast or (self.free and not self.stopping)
+        listen_fd = listener.fileno() if wanted else None
+        if listen_fd is not None:
+            poller.register(listen_fd, select.POLLIN)
+        for fd, _event in poller.poll(timeout * 1000):
+            if fd == listen_fd:
+                if "control" in listener.drain():
+                    self._check_control = True
+            else:
+                _drain(fd)
 
     # --- signals ----------------------------------------------------------------
 
@@ -252,7 +254,8 @@ class Supervisor:
             outcome = decide(job.attempts, job.max_retries, report.result, config, now)
             try:
                 applied = self.store.finish_attempt(job.id, claim.token, claim.attempt, outcome,
-                                                    now, report.stdout_path, report.stderr_path)
+                                                    now, report.stdout_path, report.stderr_path,
+                                                    report.stdout_tail, report.stderr_tail)
             except StoreError as exc:
                 log.error("could not record job %s: %s (will retry)", job.id, exc)
                 still.append((claim, execution))

@@ -1,0 +1,524 @@
+"""The PostgreSQL store: many hosts, one database.
+
+Claims take rows with ``FOR UPDATE SKIP LOCKED`` in one statement; enqueues and
+retries NOTIFY listening supervisors; migrations run under an advisory lock.
+Tables live in their own schema (``queuectl`` by default) so queuectl can share
+a database with an application. Connections come from a psycopg_pool pool; a
+dropped connection surfaces as StoreUnavailable and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import (DuplicateJob, InvalidInput, NotFound, StoreError, StoreUnavailable,
+                      WrongState)
+from ..lifecycle import Outcome
+from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
+from ..timeutil import from_ms, to_ms
+from . import migrations
+from .base import Claim, Heartbeat, HeldJob
+from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SUPERVISOR_COLUMNS, attempt_from_row,
+                   first_repeated, inserted_job, job_from_row, new_job_values,
+                   supervisor_from_row, supervisor_values, time_or_none)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError:  # pragma: no cover - exercised only without the extra
+    raise StoreError("PostgreSQL support is not installed: pip install 'queuectl[postgres]'") from None
+
+DEFAULT_SCHEMA = "queuectl"
+ENV_SCHEMA = "QUEUECTL_PG_SCHEMA"
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+CONNECT_TIMEOUT = 5
+
+SQL_CLAIM = f"""
+WITH picked AS (
+    SELECT seq FROM jobs
+     WHERE state IN ('pending', 'failed') AND run_at <= %(now)s
+     ORDER BY priority, run_at, seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), numbered AS (
+    SELECT seq, row_number() OVER () AS n FROM picked
+), slots AS (
+    SELECT worker, token, n
+      FROM unnest(%(workers)s::text[], %(tokens)s::text[]) WITH ORDINALITY AS s(worker, token, n)
+)
+UPDATE jobs j
+   SET state = 'processing', attempts = j.attempts + 1, worker_id = slots.worker,
+       lease_token = slots.token, lease_expires_at = %(expires)s, started_at = %(now)s,
+       finished_at = NULL, updated_at = %(now)s
+  FROM numbered JOIN slots ON slots.n = numbered.n
+ WHERE j.seq = numbered.seq
+RETURNING {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, j.lease_token"""
+
+SQL_START_ATTEMPTS = """
+INSERT INTO attempts (job_id, number, worker_id, started_at)
+SELECT c.job_id, coalesce((SELECT max(a.number) FROM attempts a WHERE a.job_id = c.job_id), 0) + 1,
+       c.worker, %(now)s
+  FROM unnest(%(ids)s::text[], %(workers)s::text[]) AS c(job_id, worker)
+RETURNING job_id, number"""
+
+SQL_SET_CURRENT_JOBS = """
+UPDATE workers w SET current_job = c.job_id
+  FROM unnest(%(ids)s::text[], %(workers)s::text[]) AS c(job_id, worker)
+ WHERE w.id = c.worker"""
+
+SQL_FINISH = """
+UPDATE jobs
+   SET state = %(state)s, attempts = attempts - %(uncount)s, run_at = coalesce(%(run_at)s, run_at),
+       exit_code = %(exit_code)s, last_error = %(error)s, finished_at = %(finished)s,
+       updated_at = %(now)s, lease_token = NULL, lease_expires_at = NULL
+ WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'"""
+
+SQL_FINISH_ATTEMPT = """
+UPDATE attempts
+   SET finished_at = %(now)s, exit_code = %(exit_code)s, error = %(error)s,
+       stdout_path = %(stdout_path)s, stderr_path = %(stderr_path)s,
+       stdout_tail = %(stdout_tail)s, stderr_tail = %(stderr_tail)s
+ WHERE job_id = %(id)s AND number = %(attempt)s"""
+
+SQL_RETRY_DEAD = """
+UPDATE jobs
+   SET state = 'pending', attempts = 0, run_at = %(now)s, exit_code = NULL, last_error = NULL,
+       started_at = NULL, finished_at = NULL, worker_id = NULL, updated_at = %(now)s
+ WHERE state = 'dead'"""
+
+SQL_WORKERS = """
+SELECT w.id, w.current_job, s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at,
+       s.slots, s.stop_requested
+  FROM workers w JOIN supervisors s ON s.id = w.supervisor_id
+ ORDER BY s.started_at, s.id, w.slot"""
+
+SQL_HELD = f"""
+SELECT j.lease_token, j.lease_expires_at, j.worker_id,
+       (SELECT max(number) FROM attempts a WHERE a.job_id = j.id),
+       s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at, s.slots, s.stop_requested,
+       {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}
+  FROM jobs j
+  LEFT JOIN workers w ON w.id = j.worker_id
+  LEFT JOIN supervisors s ON s.id = w.supervisor_id
+ WHERE j.state = 'processing'"""
+
+T = TypeVar("T")
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """Split a URL into a libpq conninfo URL and the schema to use.
+
+    The schema comes from a ``schema=`` query parameter (removed before
+    connecting), else ``$QUEUECTL_PG_SCHEMA``, else ``queuectl``.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None) or os.environ.get(ENV_SCHEMA) \
+        or DEFAULT_SCHEMA
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise InvalidInput(f"invalid PostgreSQL schema name {schema!r}: use lowercase letters, "
+                           "digits and _, starting with a letter or _")
+    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+    return conninfo, schema
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _translated(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn psycopg's errors into queuectl's, so no driver error reaches a user."""
+
+    @functools.wraps(method)
+    def wrapper(self: "PostgresStore", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"database {self.url} unavailable: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"database {self.url}: {_first_line(exc)}") from exc
+
+    return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PostgresStore:
+    """A queuectl database in a PostgreSQL schema."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _redacted(url)
+        self.conninfo, self.schema = parse_url(url)
+        self.channel = f"queuectl_{self.schema}"
+        self._kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                        "options": f"-c search_path={self.schema}"}
+        try:
+            with psycopg.connect(self.conninfo, **self._kwargs) as conn:  # type: ignore[arg-type]
+                self._migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to {self.url}: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"database {self.url}: {_first_line(exc)}") from None
+        self._pool = ConnectionPool(self.conninfo, min_size=1, max_size=2, kwargs=self._kwargs,
+                                    open=False, name="queuectl", timeout=CONNECT_TIMEOUT * 2,
+                                    reconnect_timeout=0)
+        self._pool.open(wait=False)
+
+    def _migrate(self, conn: "psycopg.Connection[Any]") -> None:
+        known = migrations.load("postgres")
+        latest = known[-1].version
+        if self._schema_version(conn) == latest:
+            return
+        with conn.transaction():
+            # One migrator at a time, however many workers start together.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"queuectl:{self.schema}",))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = (row[0] if row else None) or 0
+            if version > latest:
+                raise StoreError(f"database {self.url} has schema version {version}, newer than "
+                                 f"this queuectl understands ({latest}): upgrade queuectl")
+            for migration in known:
+                if migration.version > version:
+                    conn.execute(migration.sql.encode())  # no parameters: several statements at once
+                    conn.execute("DELETE FROM schema_version")
+                    conn.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
+
+    @staticmethod
+    def _schema_version(conn: "psycopg.Connection[Any]") -> int | None:
+        if conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+            return None
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def _tx(self) -> Iterator["psycopg.Connection[Any]"]:
+        with self._pool.connection() as conn:
+            with conn.transaction():
+                yield conn
+
+    @contextmanager
+    def _conn(self) -> Iterator["psycopg.Connection[Any]"]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _notify(self, conn: "psycopg.Connection[Any]", payload: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # --- jobs -------------------------------------------------------------------
+
+    @_translated
+    def insert_jobs(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        created = to_ms(now)
+        repeated = first_repeated([j.id for j in jobs])
+        if repeated is not None:
+            raise DuplicateJob(f"job id {repeated!r} appears twice")
+        try:
+            with self._tx() as conn:
+                with conn.cursor() as cur:
+                    with cur.copy("COPY jobs (id, command, max_retries, priority, run_at, timeout, "
+                                  "created_at, updated_at, state) FROM STDIN") as copy:
+                        for job in jobs:
+                            copy.write_row((*new_job_values(job, created), "pending"))
+                self._notify(conn, "jobs")
+        except psycopg.errors.UniqueViolation:
+            raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
+        return [inserted_job(j, created) for j in jobs]
+
+    def _first_existing(self, ids: list[str]) -> str:
+        with self._conn() as conn:
+            row = conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) LIMIT 1", (ids,)).fetchone()
+        return str(row[0]) if row else ids[0]
+
+    @_translated
+    def get_job(self, job_id: str) -> Job | None:
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        return None if row is None else job_from_row(row)
+
+    @_translated
+    def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
+        query = f"SELECT {JOB_COLUMNS} FROM jobs"
+        params: list[Any] = []
+        if state is not None:
+            query += " WHERE state = %s"
+            params.append(state.value)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+        with self._conn() as conn:
+            return [job_from_row(row) for row in conn.execute(query.encode(), params)]
+
+    @_translated
+    def count_by_state(self) -> dict[JobState, int]:
+        counts = {state: 0 for state in JobState}
+        with self._conn() as conn:
+            for state, count in conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+                counts[JobState(state)] = count
+        return counts
+
+    @_translated
+    def attempts(self, job_id: str) -> list[Attempt]:
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = %s "
+                                "ORDER BY number", (job_id,)).fetchall()
+        return [attempt_from_row(r) for r in rows]
+
+    @_translated
+    def attempt_output(self, job_id: str, attempt: int, stream: str) -> bytes | None:
+        column = {"stdout": "stdout_tail", "stderr": "stderr_tail"}[stream]
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT {column} FROM attempts WHERE job_id = %s AND number = %s",
+                               (job_id, attempt)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    @_translated
+    def next_due_at(self) -> datetime | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')"
+                               ).fetchone()
+        return time_or_none(row[0] if row else None)
+
+    @_translated
+    def retry_dead(self, job_ids: Sequence[str] | None, now: datetime) -> list[str]:
+        params = {"now": to_ms(now)}
+        with self._tx() as conn:
+            if job_ids is None:
+                moved = [row[0] for row in conn.execute(
+                    SQL_RETRY_DEAD + " RETURNING id", params)]
+            else:
+                moved = list(dict.fromkeys(job_ids))
+                states = dict(conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s) FOR UPDATE",
+                                           (moved,)).fetchall())
+                for job_id in moved:
+                    if job_id not in states:
+                        raise NotFound(f"no job with id {job_id!r}")
+                    if states[job_id] != JobState.DEAD.value:
+                        raise WrongState(f"job {job_id!r} is {states[job_id]}, not dead")
+                conn.execute(SQL_RETRY_DEAD + " AND id = ANY(%(ids)s)", {**params, "ids": moved})
+            if moved:
+                self._notify(conn, "jobs")
+        if job_ids is None:
+            order = {job_id: n for n, job_id in enumerate(self._ids_in_order(moved))}
+            moved.sort(key=lambda job_id: order.get(job_id, 0))
+        return moved
+
+    def _ids_in_order(self, ids: list[str]) -> list[str]:
+        with self._conn() as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY seq",
+                                               (ids,))]
+
+    # --- workers' verbs -----------------------------------------------------------
+
+    @_translated
+    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
+        if not worker_ids:
+            return []
+        now_ms = to_ms(now)
+        tokens = [os.urandom(16).hex() for _ in worker_ids]
+        with self._tx() as conn:
+            rows = conn.execute(SQL_CLAIM, {
+                "now": now_ms, "limit": len(worker_ids), "workers": list(worker_ids),
+                "tokens": tokens, "expires": to_ms(now + timedelta(seconds=lease_seconds)),
+            }).fetchall()
+            if not rows:
+                return []
+            jobs = [(job_from_row(row), row[15]) for row in rows]
+            ids = [job.id for job, _ in jobs]
+            workers = [job.worker_id for job, _ in jobs]
+            numbers = dict(conn.execute(SQL_START_ATTEMPTS, {"ids": ids, "workers": workers,
+                                                              "now": now_ms}).fetchall())
+            conn.execute(SQL_SET_CURRENT_JOBS, {"ids": ids, "workers": workers})
+        return [Claim(job=job, token=token, attempt=numbers[job.id], worker_id=job.worker_id or "")
+                for job, token in jobs]
+
+    @_translated
+    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
+                       now: datetime, stdout_path: str | None = None,
+                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
+                       stderr_tail: bytes | None = None) -> bool:
+        now_ms = to_ms(now)
+        with self._tx() as conn:
+            applied = conn.execute(SQL_FINISH, {
+                "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
+                "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
+                "exit_code": outcome.exit_code, "error": outcome.error,
+                "finished": None if outcome.state is JobState.PENDING else now_ms,
+                "now": now_ms, "id": job_id, "token": token,
+            }).rowcount == 1
+            if not applied:
+                return False
+            if outcome.counts:
+                conn.execute(SQL_FINISH_ATTEMPT, {
+                    "now": now_ms, "exit_code": outcome.exit_code, "error": outcome.error,
+                    "stdout_path": stdout_path, "stderr_path": stderr_path,
+                    "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
+                    "id": job_id, "attempt": attempt})
+            else:
+                conn.execute("DELETE FROM attempts WHERE job_id = %s AND number = %s",
+                             (job_id, attempt))
+            conn.execute("UPDATE workers SET current_job = NULL WHERE current_job = %s", (job_id,))
+            if outcome.state in (JobState.FAILED, JobState.PENDING):
+                self._notify(conn, "jobs")  # idle workers recompute when the next job is due
+        return True
+
+    @_translated
+    def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,
+                  lease_seconds: float) -> Heartbeat:
+        now_ms = to_ms(now)
+        expires = to_ms(now + timedelta(seconds=lease_seconds))
+        with self._tx() as conn:
+            row = conn.execute("UPDATE supervisors SET heartbeat_at = %s WHERE id = %s "
+                               "RETURNING stop_requested", (now_ms, supervisor_id)).fetchone()
+            held = {r[0] for r in conn.execute(
+                "UPDATE jobs SET lease_expires_at = %s WHERE lease_token = ANY(%s) "
+                "AND state = 'processing' RETURNING lease_token", (expires, list(tokens)))}
+        return Heartbeat(registered=row is not None, stop_requested=bool(row and row[0]),
+                         lost_tokens=frozenset(tokens) - held)
+
+    @_translated
+    def held_jobs(self) -> list[HeldJob]:
+        with self._conn() as conn:
+            rows = conn.execute(SQL_HELD).fetchall()
+        held = []
+        for row in rows:
+            job = job_from_row(row[12:])
+            claim = Claim(job=job, token=row[0], attempt=row[3] or job.attempts,
+                          worker_id=row[2] or "")
+            supervisor = None if row[4] is None else supervisor_from_row(row[4:12])
+            held.append(HeldJob(claim=claim, lease_expires_at=from_ms(row[1]),
+                                supervisor=supervisor))
+        return held
+
+    # --- worker registry ----------------------------------------------------------
+
+    @_translated
+    def register_supervisor(self, info: SupervisorInfo, worker_ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM supervisors WHERE id = %s", (info.id,))
+            conn.execute(f"INSERT INTO supervisors ({SUPERVISOR_COLUMNS}) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", supervisor_values(info))
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO workers (id, supervisor_id, slot) VALUES (%s, %s, %s)",
+                                [(w, info.id, n) for n, w in enumerate(worker_ids, start=1)])
+
+    @_translated
+    def forget_supervisors(self, supervisor_ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM supervisors WHERE id = ANY(%s)", (list(supervisor_ids),))
+
+    @_translated
+    def workers(self) -> list[WorkerInfo]:
+        with self._conn() as conn:
+            rows = conn.execute(SQL_WORKERS).fetchall()
+        return [WorkerInfo(id=r[0], current_job=r[1], supervisor=supervisor_from_row(r[2:]))
+                for r in rows]
+
+    @_translated
+    def request_stop(self, supervisor_ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE supervisors SET stop_requested = 1 WHERE id = ANY(%s)",
+                         (list(supervisor_ids),))
+            self._notify(conn, "control")
+
+    # --- wake-ups -----------------------------------------------------------------
+
+    def listen(self) -> "NotifyListener":
+        return NotifyListener(self.conninfo, self._kwargs, self.channel)
+
+    @_translated
+    def wake(self) -> None:
+        with self._conn() as conn:
+            self._notify(conn, "jobs")
+
+    # --- config -------------------------------------------------------------------
+
+    @_translated
+    def get_config(self) -> dict[str, str]:
+        with self._conn() as conn:
+            return dict(conn.execute("SELECT key, value FROM config").fetchall())
+
+    @_translated
+    def set_config(self, key: str, value: str, now: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO config (key, value, updated_at) VALUES (%s, %s, %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                         "updated_at = excluded.updated_at", (key, value, to_ms(now)))
+            self._notify(conn, "control")
+
+
+class NotifyListener:
+    """LISTEN on a connection of its own. NOTIFY reaches every listener (``broadcast``).
+
+    If the connection drops, ``fileno()`` is None until a reconnect succeeds;
+    reconnects are tried with backoff whenever ``fileno()`` is asked.
+    """
+
+    broadcast = True
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], channel: str) -> None:
+        self._conninfo = conninfo
+        self._kwargs = kwargs
+        self._channel = channel
+        self._conn: psycopg.Connection[Any] | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.1
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            conn = psycopg.connect(self._conninfo, **self._kwargs)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except psycopg.Error:
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, 5.0)
+            return
+        self._conn = conn
+        self._backoff = 0.1
+
+    def fileno(self) -> int | None:
+        if self._conn is None and time.monotonic() >= self._retry_at:
+            self._connect()
+        return None if self._conn is None else self._conn.fileno()
+
+    def drain(self) -> set[str]:
+        """Consume pending notifications; returns their kinds ("jobs", "control")."""
+        if self._conn is None:
+            return set()
+        try:
+            return {n.payload for n in self._conn.notifies(timeout=0)}
+        except psycopg.Error:
+            self._drop()
+            return {"jobs", "control"}  # we may have missed some: look at everything again
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+        self._retry_at = time.monotonic()
+
+    def close(self) -> None:
+        self._drop()

@@ -1,0 +1,72 @@
+"""Rows to records, shared by every backend: both store times as integer
+milliseconds and select columns in these orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo
+from ..timeutil import from_ms, to_ms
+
+JOB_COLUMNS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
+               "updated_at, started_at, finished_at, exit_code, last_error, worker_id")
+ATTEMPT_COLUMNS = ("job_id, number, worker_id, started_at, finished_at, exit_code, error, "
+                   "stdout_path, stderr_path")
+SUPERVISOR_COLUMNS = "id, host, pid, pid_start, started_at, heartbeat_at, slots, stop_requested"
+
+
+def time_or_none(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0], command=row[1], state=JobState(row[2]), attempts=row[3], max_retries=row[4],
+        priority=row[5], run_at=from_ms(row[6]), timeout=row[7], created_at=from_ms(row[8]),
+        updated_at=from_ms(row[9]), started_at=time_or_none(row[10]),
+        finished_at=time_or_none(row[11]), exit_code=row[12], last_error=row[13],
+        worker_id=row[14],
+    )
+
+
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
+    return Attempt(job_id=row[0], number=row[1], worker_id=row[2], started_at=from_ms(row[3]),
+                   finished_at=time_or_none(row[4]), exit_code=row[5], error=row[6],
+                   stdout_path=row[7], stderr_path=row[8])
+
+
+def supervisor_from_row(row: Sequence[Any]) -> SupervisorInfo:
+    return SupervisorInfo(id=row[0], host=row[1], pid=row[2], pid_start=row[3],
+                          started_at=from_ms(row[4]), heartbeat_at=from_ms(row[5]),
+                          slots=row[6], stop_requested=bool(row[7]))
+
+
+def supervisor_values(info: SupervisorInfo) -> tuple[Any, ...]:
+    return (info.id, info.host, info.pid, info.pid_start, to_ms(info.started_at),
+            to_ms(info.heartbeat_at), info.slots, int(info.stop_requested))
+
+
+def new_job_values(job: NewJob, created_ms: int) -> tuple[Any, ...]:
+    """Values for (id, command, max_retries, priority, run_at, timeout, created_at, updated_at)."""
+    return (job.id, job.command, job.max_retries, job.priority, to_ms(job.run_at), job.timeout,
+            created_ms, created_ms)
+
+
+def inserted_job(job: NewJob, created_ms: int) -> Job:
+    """The record of a job just inserted, without reading it back."""
+    created = from_ms(created_ms)
+    return Job(id=job.id, command=job.command, state=JobState.PENDING, attempts=0,
+               max_retries=job.max_retries, priority=job.priority,
+               run_at=from_ms(to_ms(job.run_at)), timeout=job.timeout, created_at=created,
+               updated_at=created, started_at=None, finished_at=None, exit_code=None,
+               last_error=None, worker_id=None)
+
+
+def first_repeated(ids: Sequence[str]) -> str | None:
+    seen: set[str] = set()
+    for job_id in ids:
+        if job_id in seen:
+            return job_id
+        seen.add(job_id)
+    return None

@@ -10,6 +10,7 @@ dropped connection surfaces as StoreUnavailable and the next call reconnects.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import time
@@ -35,6 +36,9 @@ try:
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise StoreError("PostgreSQL support is not installed: pip install 'queuectl[postgres]'") from None
+
+# The pool reports each connection it drops; the supervisor reports the failed call itself.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 DEFAULT_SCHEMA = "queuectl"
 ENV_SCHEMA = "QUEUECTL_PG_SCHEMA"
@@ -174,9 +178,11 @@ class PostgresStore:
             raise StoreUnavailable(f"cannot connect to {self.url}: {_first_line(exc)}") from None
         except psycopg.Error as exc:
             raise StoreError(f"database {self.url}: {_first_line(exc)}") from None
+        # After a server restart the pool reconnects in the background, with backoff;
+        # meanwhile calls fail with StoreUnavailable and their callers try again later.
         self._pool = ConnectionPool(self.conninfo, min_size=1, max_size=2, kwargs=self._kwargs,
                                     open=False, name="queuectl", timeout=CONNECT_TIMEOUT * 2,
-                                    reconnect_timeout=0)
+                                    reconnect_timeout=24 * 3600)
         self._pool.open(wait=False)
 
     def _migrate(self, conn: "psycopg.Connection[Any]") -> None:

@@ -83,7 +83,8 @@ class Supervisor:
     def run(self) -> Summary:
         """Run until stopped (signal, ``worker stop``) or, with stop_when_empty, until no
         job is pending, failed or processing."""
-        config = self._config()
+        self._last_config = self._config()
+        self._next_heartbeat = 0.0
         started = utcnow()
         info = SupervisorInfo(id=self.id, host=self.host, pid=self.pid,
                               pid_start=start_time(self.pid), started_at=started,
@@ -105,34 +106,21 @@ class Supervisor:
             old_handlers = {sig: signal.signal(sig, self._on_signal)
                             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
         try:
-            next_heartbeat = 0.0
             while True:
-                config = self._config(config)
-                self._collect_finished()
-                self._write_results(config)
-                if self.forced:
-                    for _claim, execution in self.running.values():
-                        execution.stop("interrupted")
-                if self.stopping and not self.running and not self.pending_results:
-                    break
-                if time.monotonic() >= next_heartbeat or self._check_control:
-                    self._check_control = False
-                    self._maintain(config)
-                    next_heartbeat = time.monotonic() + config.lease_timeout / 3
-                claimed = self._claim(config) if (self.free and not self.stopping) else 0
-                if claimed and not self.free:
-                    self.store.wake()  # more may be due: pass the wake-up on to an idle supervisor
-                if (self.stop_when_empty and not claimed and not self.running
-                        and not self.pending_results and self._queue_empty()):
-                    log.info("no jobs left: stopping")
-                    break
-                self._wait(listener, signal_r, self._sleep_time(config, next_heartbeat))
+                try:
+                    if not self._step(listener, signal_r):
+                        break
+                except StoreError as exc:
+                    # The database is busy or unreachable: jobs keep running, results wait
+                    # in memory, and the loop tries again shortly.
+                    log.error("%s (retrying)", exc)
+                    self._wait(listener, signal_r, STORE_RETRY_DELAY)
         finally:
             for execution in [e for _c, e in self.running.values()]:
                 execution.stop("interrupted")
                 execution.join()
             self._collect_finished()
-            self._write_results(config, final=True)
+            self._write_results(self._last_config, final=True)
             listener.close()
             if handles_signals:
                 signal.set_wakeup_fd(old_wakeup)
@@ -145,6 +133,31 @@ class Supervisor:
             except StoreError as exc:
                 log.error("could not deregister: %s", exc)
         return Summary(self.id, self.count, self.jobs_run, self.forced)
+
+    def _step(self, listener: Listener, signal_r: int) -> bool:
+        """One turn of the loop: results, heartbeat, claims, then sleep. False: exit."""
+        config = self._config(self._last_config)
+        self._last_config = config
+        self._collect_finished()
+        self._write_results(config)
+        if self.forced:
+            for _claim, execution in self.running.values():
+                execution.stop("interrupted")
+        if time.monotonic() >= self._next_heartbeat or self._check_control:
+            self._check_control = False
+            self._maintain(config)
+            self._next_heartbeat = time.monotonic() + config.lease_timeout / 3
+        claimed = self._claim(config) if (self.free and not self.stopping) else 0
+        if claimed and not self.free:
+            self.store.wake()  # more may be due: pass the wake-up on to an idle supervisor
+        if self.stopping and not self.running and not self.pending_results:
+            return False
+        if (self.stop_when_empty and not claimed and not self.running
+                and not self.pending_results and self._queue_empty()):
+            log.info("no jobs left: stopping")
+            return False
+        self._wait(listener, signal_r, self._sleep_time(config, self._next_heartbeat))
+        return True
 
     def _wait(self, listener: Listener, signal_r: int, timeout: float) -> None:
         """Sleep until a wake-up, a finished job, a signal, or ``timeout`` seconds.

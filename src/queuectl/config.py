@@ -49,9 +49,9 @@ def parse_duration(value: object, what: str) -> float:
     except InvalidInput:
         if not isinstance(value, str):
             raise
-        from pytimeparse import parse  # lazy: compiling its patterns costs ~20 ms
+        from pytimeparse.timeparse import timeparse  # lazy: compiling its patterns costs ~20 ms
 
-        parsed = parse(value.strip())
+        parsed = timeparse(value.strip())
         if parsed is None:
             raise InvalidInput(
                 f"{what}: expected seconds or a duration like 30s, 5m, 2h, got {value!r}"

@@ -114,7 +114,7 @@ def test_terminated_database_connections_lose_nothing(pg: Cli, tmp_path: Path) -
     terminated = 0
     with psycopg.connect(PG_URL, autocommit=True) as admin:
         for round_ in range(1, 4):
-            wait_until(lambda: journal.exists() and len(journal.read_text().split()) > 40 * round_,
+            wait_until(lambda r=round_: journal.exists() and len(journal.read_text().split()) > 40 * r,
                        30, message="progress")
             terminated += admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

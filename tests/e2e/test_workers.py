@@ -144,7 +144,7 @@ def test_a_job_whose_worker_keeps_dying_still_ends_in_the_dlq(cli: Cli) -> None:
     # The command kills its own worker... well, its shell's parent: the supervisor.
     for _ in range(2):
         proc = cli.start_worker()
-        wait_until(lambda: proc.poll() is not None, 10, message="the worker to be killed")
+        wait_until(lambda p=proc: p.poll() is not None, 10, message="the worker to be killed")
     result = cli.run_until_empty()
     assert result.returncode == 0
     job = cli.job("killer")

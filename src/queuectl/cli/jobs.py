@@ -48,7 +48,7 @@ FLAG_ONLY = ("id", "priority", "max_retries", "timeout", "run_at", "delay")
 @click.option("--run-at", metavar="TIME", help="With --command: not before this ISO-8601 time (no offset = local).")
 @click.option("--delay", metavar="DURATION", help="With --command: not before now + DURATION (30, 30s, 5m, 2h).")
 @click.pass_context
-def enqueue_command(ctx: click.Context, job_json: str | None, file: str | None,
+def enqueue_command(ctx: click.Context, /, job_json: str | None, file: str | None,
                     command: str | None, **flags: Any) -> None:
     """Add a job (or many) and print each new job's id.
 

@@ -28,14 +28,14 @@ def to_json(value: Any) -> str:
 
 
 def state_text(state: JobState, colour: bool) -> str:
-    return click.style(state.value, fg=STATE_COLOURS[state]) if colour else state.value
+    return str(click.style(state.value, fg=STATE_COLOURS[state])) if colour else state.value
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     from tabulate import tabulate  # imported only when a table is drawn
 
-    return tabulate(list(rows), headers=list(headers), tablefmt="simple",
-                    missingval="-", disable_numparse=True)
+    return str(tabulate(list(rows), headers=list(headers), tablefmt="simple",
+                    missingval="-", disable_numparse=True))
 
 
 def short_time(value: Any) -> str:
@@ -76,7 +76,8 @@ def job_detail(job: Job, history: Sequence[Attempt], colour: bool) -> str:
 
 
 def status_text(counts: dict[JobState, int], active: int, colour: bool) -> str:
-    rows = [(state_text(state, colour), counts.get(state, 0)) for state in JobState]
+    rows: list[tuple[str, object]] = [(state_text(state, colour), counts.get(state, 0))
+                                      for state in JobState]
     rows.append(("workers", f"{active} active"))
     return table(["STATE", "JOBS"], rows)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo
+from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..timeutil import from_ms, to_ms
+from .base import Claim, HeldJob
 
 JOB_COLUMNS = ("id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
                "updated_at, started_at, finished_at, exit_code, last_error, worker_id")
@@ -70,3 +71,34 @@ def first_repeated(ids: Sequence[str]) -> str | None:
             return job_id
         seen.add(job_id)
     return None
+
+
+# Statements with no parameters read the same on every backend.
+SQL_WORKERS = """
+SELECT w.id, w.current_job, s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at,
+       s.slots, s.stop_requested
+  FROM workers w JOIN supervisors s ON s.id = w.supervisor_id
+ ORDER BY s.started_at, s.id, w.slot"""
+
+SQL_HELD = f"""
+SELECT j.lease_token, j.lease_expires_at, j.worker_id,
+       (SELECT max(number) FROM attempts a WHERE a.job_id = j.id),
+       s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at, s.slots, s.stop_requested,
+       {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}
+  FROM jobs j
+  LEFT JOIN workers w ON w.id = j.worker_id
+  LEFT JOIN supervisors s ON s.id = w.supervisor_id
+ WHERE j.state = 'processing'"""
+
+
+def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
+    """A row of SQL_WORKERS."""
+    return WorkerInfo(id=row[0], current_job=row[1], supervisor=supervisor_from_row(row[2:]))
+
+
+def held_from_row(row: Sequence[Any]) -> HeldJob:
+    """A row of SQL_HELD."""
+    job = job_from_row(row[12:])
+    claim = Claim(job=job, token=row[0], attempt=row[3] or job.attempts, worker_id=row[2] or "")
+    supervisor = None if row[4] is None else supervisor_from_row(row[4:12])
+    return HeldJob(claim=claim, lease_expires_at=from_ms(row[1]), supervisor=supervisor)

@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 from ..errors import DuplicateJob, NotFound, QueuectlError, StoreBusy, StoreError, WrongState
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
-from ..timeutil import from_ms, to_ms
+from ..timeutil import to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
-from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SUPERVISOR_COLUMNS, attempt_from_row,
-                   first_repeated, inserted_job, job_from_row, new_job_values,
-                   supervisor_from_row, supervisor_values, time_or_none)
+from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SQL_HELD, SQL_WORKERS, SUPERVISOR_COLUMNS,
+                   attempt_from_row, first_repeated, held_from_row, inserted_job, job_from_row,
+                   new_job_values, supervisor_values, time_or_none, worker_from_row)
 from .fifo_wakeup import FifoListener, fifo_path, poke
 
 #: Seconds a writer waits for the write lock before "database busy"; QUEUECTL_BUSY_TIMEOUT overrides.
@@ -70,22 +70,6 @@ UPDATE jobs
    SET state = 'pending', attempts = 0, run_at = :now, exit_code = NULL, last_error = NULL,
        started_at = NULL, finished_at = NULL, worker_id = NULL, updated_at = :now
  WHERE state = 'dead'"""
-
-SQL_WORKERS = """
-SELECT w.id, w.current_job, s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at,
-       s.slots, s.stop_requested
-  FROM workers w JOIN supervisors s ON s.id = w.supervisor_id
- ORDER BY s.started_at, s.id, w.slot"""
-
-SQL_HELD = f"""
-SELECT j.lease_token, j.lease_expires_at, j.worker_id,
-       (SELECT max(number) FROM attempts a WHERE a.job_id = j.id),
-       s.id, s.host, s.pid, s.pid_start, s.started_at, s.heartbeat_at, s.slots, s.stop_requested,
-       {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}
-  FROM jobs j
-  LEFT JOIN workers w ON w.id = j.worker_id
-  LEFT JOIN supervisors s ON s.id = w.supervisor_id
- WHERE j.state = 'processing'"""
 
 T = TypeVar("T")
 
@@ -376,15 +360,7 @@ class SqliteStore:
     def held_jobs(self) -> list[HeldJob]:
         with self._lock:
             rows = self._conn.execute(SQL_HELD).fetchall()
-        held = []
-        for row in rows:
-            job = job_from_row(row[12:])
-            claim = Claim(job=job, token=row[0], attempt=row[3] or job.attempts,
-                          worker_id=row[2] or "")
-            supervisor = None if row[4] is None else supervisor_from_row(row[4:12])
-            held.append(HeldJob(claim=claim, lease_expires_at=from_ms(row[1]),
-                                supervisor=supervisor))
-        return held
+        return [held_from_row(row) for row in rows]
 
     # --- worker registry ----------------------------------------------------------
 
@@ -407,7 +383,7 @@ class SqliteStore:
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
             rows = self._conn.execute(SQL_WORKERS).fetchall()
-        return [WorkerInfo(id=r[0], current_job=r[1], supervisor=supervisor_from_row(r[2:])) for r in rows]
+        return [worker_from_row(row) for row in rows]
 
     @_translated
     def request_stop(self, supervisor_ids: Sequence[str]) -> None:

@@ -64,6 +64,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def kill_by_env(variable: str) -> int:
+    """SIGKILL every process whose environment holds ``NAME=value``; returns how many."""
+    marker = variable.encode()
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        killed += 1
+            except OSError:
+                pass
+    return killed
+
+
 def _pg_schema_url() -> tuple[str, str]:
     schema = f"t_{uuid.uuid4().hex[:16]}"
     separator = "&" if "?" in PG_URL else "?"
@@ -186,15 +202,7 @@ class Cli:
             proc.wait(timeout=10)
         # Jobs run in sessions of their own, so a killed worker can leave them behind:
         # they all carry this test's QUEUECTL_DB in their environment.
-        marker = f"QUEUECTL_DB={self.url}".encode()
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    with open(f"/proc/{entry.name}/environ", "rb") as f:
-                        if marker in f.read().split(b"\0"):
-                            os.kill(int(entry.name), signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_by_env(f"QUEUECTL_DB={self.url}")
 
 
 @pytest.fixture(params=BACKENDS)

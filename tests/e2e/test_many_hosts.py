@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -14,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import (_PG_SKIP_REASON, QUEUECTL, Cli, _drop_schema, _pg_schema_url,
-                            wait_until)
+                            kill_by_env, wait_until)
 
 pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
 
@@ -34,18 +32,7 @@ def start_host(pg: Cli, host: str, *args: str) -> subprocess.Popen[str]:
 
 def kill_host(host: str) -> int:
     """SIGKILL every process of a fake host: its supervisor and every job it runs."""
-    marker = f"QUEUECTL_HOSTNAME={host}".encode()
-    killed = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/environ", "rb") as f:
-                    if marker in f.read().split(b"\0"):
-                        os.kill(int(entry.name), signal.SIGKILL)
-                        killed += 1
-            except OSError:
-                pass
-    return killed
+    return kill_by_env(f"QUEUECTL_HOSTNAME={host}")
 
 
 def journal_lines(path: Path) -> list[list[str]]:

@@ -53,6 +53,8 @@ def new_id() -> str:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_id[0]:
             ms, rand = _last_id[0], _last_id[1] + 1
+            if rand >> 80:  # the random part is used up within this millisecond: borrow the next
+                ms, rand = ms + 1, 0
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last_id[0], _last_id[1] = ms, rand
@@ -170,7 +172,8 @@ def loads(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        message = exc.msg.removesuffix(" at")  # "Unterminated string starting at" already says it
+        raise InvalidInput(f"invalid JSON: {message} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise InvalidInput("invalid JSON: nested too deeply") from None
     except ValueError as exc:  # our hooks, or an integer with too many digits
@@ -200,7 +203,8 @@ def parse_batch(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise InvalidInput(f"index {index}: expected a JSON object, got {_type(item)}")
             yield f"index {index}", item
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: JSON strings may hold U+2028 and friends, which splitlines() splits on.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -116,7 +116,9 @@ class Outcome:
 
     @classmethod
     def interrupted(cls) -> "Outcome":
-        return cls(JobState.PENDING, counts=False)
+        """Handed back uncounted: the job's own exit_code and last_error stay as they were;
+        ``error`` is recorded on the attempt only."""
+        return cls(JobState.PENDING, error="interrupted by worker shutdown", counts=False)
 
 
 def decide(attempts: int, max_retries: int, result: AttemptResult, config: Config,

@@ -32,7 +32,10 @@ def iso(value: datetime | None) -> str | None:
     """``2026-11-28T12:00:00.123Z``, or None for an unset time."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    utc = value.astimezone(UTC)
+    # Not strftime: its %Y does not pad years before 1000 to four digits.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z")
 
 
 def parse_iso(text: str) -> datetime:

@@ -114,15 +114,17 @@ def test_a_second_signal_kills_running_jobs_and_returns_them_to_pending_uncounte
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
     job = cli.job("stubborn")
-    assert (job["state"], job["attempts"]) == ("pending", 0)
-    assert job["history"] == []
+    assert (job["state"], job["attempts"], job["started_at"], job["worker_id"]) == ("pending", 0, None, None)
+    # The handed-back run stays in the history, so its number and logs are never reused.
+    assert [(a["attempt"], a["error"]) for a in job["history"]] == [(1, "interrupted by worker shutdown")]
+    assert "0 attempts run" in cli.output(proc)[0]
     wait_until(lambda: start_time(int(pid_file.read_text())) is None, 5, message="the job to die")
 
 
 def test_a_sigkilled_workers_job_is_recovered_by_another_worker_and_completes(cli: Cli, tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     cli.config(**{"lease-timeout": 2, "max-backoff": 0})
-    cli.enqueue(id="victim", command=f"echo start $QUEUECTL_ATTEMPT >> {journal}; sleep 2; "
+    cli.enqueue(id="victim", command=f"echo start $QUEUECTL_ATTEMPT | tee -a {journal}; sleep 2; "
                                      f"echo end $QUEUECTL_ATTEMPT >> {journal}")
     doomed = cli.start_worker()
     cli.wait_for_state("victim", "processing")
@@ -132,6 +134,7 @@ def test_a_sigkilled_workers_job_is_recovered_by_another_worker_and_completes(cl
     job = cli.wait_for_state("victim", "completed", timeout=20)
     assert job["attempts"] == 2
     assert job["history"][0]["error"] == "worker lost"
+    assert cli.ok("logs", "victim", "--attempt", "1") == "start 1\n"  # kept from the lost run
     # The orphaned first attempt was ended before the second began: it never wrote "end 1".
     assert journal.read_text().split("\n")[:-1] == ["start 1", "start 2", "end 2"]
     survivor.terminate()

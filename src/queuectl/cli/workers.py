@@ -62,8 +62,8 @@ def start_command(ctx: click.Context, count: int, stop_when_empty: bool,
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     summary = queue.work(count, stop_when_empty=stop_when_empty, poll_interval=poll_interval)
-    click.echo(f"stopped supervisor {summary.supervisor_id} ({summary.workers} workers, "
-               f"{summary.jobs_run} attempts run)")
+    click.echo(f"stopped supervisor {summary.supervisor_id} ({_count(summary.workers, 'worker')}, "
+               f"{_count(summary.jobs_run, 'attempt')} run)")
 
 
 @worker_command.command("stop")
@@ -86,8 +86,12 @@ def stop_command(ctx: click.Context, timeout: float, host: str | None) -> None:
     if report.still_running:
         raise QueuectlError(f"{report.still_running} of {report.supervisors} supervisors still "
                             f"running after {timeout:g}s; they exit after their current jobs")
-    click.echo(f"stopped {report.supervisors} supervisor{'s' if report.supervisors != 1 else ''} "
-               f"({report.workers} worker{'s' if report.workers != 1 else ''})")
+    click.echo(f"stopped {_count(report.supervisors, 'supervisor')} "
+               f"({_count(report.workers, 'worker')})")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @worker_command.command("list")

@@ -81,8 +81,12 @@ UPDATE workers w SET current_job = c.job_id
 SQL_FINISH = """
 UPDATE jobs
    SET state = %(state)s, attempts = attempts - %(uncount)s, run_at = coalesce(%(run_at)s, run_at),
-       exit_code = %(exit_code)s, last_error = %(error)s, finished_at = %(finished)s,
-       updated_at = %(now)s, lease_token = NULL, lease_expires_at = NULL
+       exit_code = CASE WHEN %(uncount)s = 1 THEN exit_code ELSE %(exit_code)s END,
+       last_error = CASE WHEN %(uncount)s = 1 THEN last_error ELSE %(error)s END,
+       started_at = CASE WHEN %(uncount)s = 1 THEN NULL ELSE started_at END,
+       worker_id = CASE WHEN %(uncount)s = 1 THEN NULL ELSE worker_id END,
+       finished_at = %(finished)s, updated_at = %(now)s, lease_token = NULL,
+       lease_expires_at = NULL
  WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'"""
 
 SQL_FINISH_ATTEMPT = """
@@ -358,15 +362,12 @@ class PostgresStore:
             }).rowcount == 1
             if not applied:
                 return False
-            if outcome.counts:
-                conn.execute(SQL_FINISH_ATTEMPT, {
-                    "now": now_ms, "exit_code": outcome.exit_code, "error": outcome.error,
-                    "stdout_path": stdout_path, "stderr_path": stderr_path,
-                    "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
-                    "id": job_id, "attempt": attempt})
-            else:
-                conn.execute("DELETE FROM attempts WHERE job_id = %s AND number = %s",
-                             (job_id, attempt))
+            # An uncounted attempt keeps its record too, so its number is never reused.
+            conn.execute(SQL_FINISH_ATTEMPT, {
+                "now": now_ms, "exit_code": outcome.exit_code, "error": outcome.error,
+                "stdout_path": stdout_path, "stderr_path": stderr_path,
+                "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
+                "id": job_id, "attempt": attempt})
             conn.execute("UPDATE workers SET current_job = NULL WHERE current_job = %s", (job_id,))
             if outcome.state in (JobState.FAILED, JobState.PENDING):
                 self._notify(conn, "jobs")  # idle workers recompute when the next job is due

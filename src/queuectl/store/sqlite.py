@@ -55,8 +55,11 @@ SQL_SET_CURRENT_JOB = "UPDATE workers SET current_job = ? WHERE id = ?"
 SQL_FINISH = """
 UPDATE jobs
    SET state = :state, attempts = attempts - :uncount, run_at = coalesce(:run_at, run_at),
-       exit_code = :exit_code, last_error = :error, finished_at = :finished,
-       updated_at = :now, lease_token = NULL, lease_expires_at = NULL
+       exit_code = CASE WHEN :uncount THEN exit_code ELSE :exit_code END,
+       last_error = CASE WHEN :uncount THEN last_error ELSE :error END,
+       started_at = CASE WHEN :uncount THEN NULL ELSE started_at END,
+       worker_id = CASE WHEN :uncount THEN NULL ELSE worker_id END,
+       finished_at = :finished, updated_at = :now, lease_token = NULL, lease_expires_at = NULL
  WHERE id = :id AND lease_token = :token AND state = 'processing'"""
 
 SQL_FINISH_ATTEMPT = """
@@ -153,15 +156,15 @@ class SqliteStore:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == latest:
             return
-        if version > latest:
-            raise StoreError(f"database {self.path} has schema version {version}, newer than this "
-                             f"queuectl understands ({latest}): upgrade queuectl")
-        if version == 0 and self._conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
-            raise StoreError(f"{self.path} is a SQLite database that queuectl did not create")
         with self._write() as conn:
-            # Re-read under the write lock: another process may have migrated meanwhile.
+            # Decide under the write lock: another process may be creating the schema too.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > latest:
+                raise StoreError(f"database {self.path} has schema version {version}, newer "
+                                 f"than this queuectl understands ({latest}): upgrade queuectl")
+            if version == 0 and conn.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]:
+                raise StoreError(f"{self.path} is a SQLite database that queuectl did not create")
             for migration in known:
                 if migration.version > version:
                     for statement in _statements(migration.sql):
@@ -331,12 +334,10 @@ class SqliteStore:
                 "now": now_ms, "id": job_id, "token": token,
             }).rowcount == 1
             if applied:
-                if outcome.counts:
-                    conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
-                                                      stdout_path, stderr_path, job_id, attempt))
-                else:
-                    conn.execute("DELETE FROM attempts WHERE job_id = ? AND number = ?",
-                                 (job_id, attempt))
+                # An uncounted attempt keeps its record too, so its number (and log files)
+                # are never reused.
+                conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
+                                                  stdout_path, stderr_path, job_id, attempt))
                 conn.execute(SQL_CLEAR_CURRENT_JOB, (job_id,))
         return applied
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from ..config import Config
 from ..lifecycle import AttemptResult, decide
 from ..liveness import kill_attempt, process_alive, supervisor_alive
+from ..logs import TAIL_BYTES, attempt_paths
 from ..store import HeldJob, Store
 
 log = logging.getLogger("queuectl.worker")
@@ -27,6 +29,15 @@ class Recovery:
     forgotten: list[str]  # supervisor ids removed from the registry
 
 
+def _tail(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - TAIL_BYTES))
+            return f.read() or None
+    except OSError:
+        return None
+
+
 def is_lost(held: HeldJob, now: datetime, host: str) -> bool:
     if held.lease_expires_at < now:
         return True
@@ -35,7 +46,7 @@ def is_lost(held: HeldJob, now: datetime, host: str) -> bool:
 
 
 def recover_lost_jobs(store: Store, config: Config, now: datetime, host: str,
-                      own_supervisor: str) -> Recovery:
+                      own_supervisor: str, log_dir: Path) -> Recovery:
     recovered = []
     for held in store.held_jobs():
         sup = held.supervisor
@@ -44,11 +55,18 @@ def recover_lost_jobs(store: Store, config: Config, now: datetime, host: str,
         if not is_lost(held, now, host):
             continue
         job = held.claim.job
+        logs: list[str | None] = [None, None]
+        tails: list[bytes | None] = [None, None]
         if sup is None or sup.host == host:
             # Its processes may still run here, orphaned: end them before anyone reruns the job.
             kill_attempt(job.id, held.claim.attempt)
+            # What it wrote before it was lost is kept, as for any attempt.
+            for n, path in enumerate(attempt_paths(log_dir, job.id, held.claim.attempt)):
+                if path.exists():
+                    logs[n], tails[n] = str(path), _tail(path)
         outcome = decide(job.attempts, job.max_retries, AttemptResult(lost=True), config, now)
-        if store.finish_attempt(job.id, held.claim.token, held.claim.attempt, outcome, now):
+        if store.finish_attempt(job.id, held.claim.token, held.claim.attempt, outcome, now,
+                                logs[0], logs[1], tails[0], tails[1]):
             recovered.append(job.id)
             log.warning("recovered job %s from lost worker %s: now %s", job.id,
                         held.claim.worker_id, outcome.state.value)

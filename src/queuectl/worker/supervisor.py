@@ -272,7 +272,8 @@ class Supervisor:
                 log.error("could not record job %s: %s (will retry)", job.id, exc)
                 still.append((claim, execution))
                 continue
-            self.jobs_run += 1
+            if outcome.counts:
+                self.jobs_run += 1
             took = format_seconds(round(report.finished - report.started, 3))
             if not applied:
                 log.warning("%s: job %s attempt %d finished but its lease was lost: result "
@@ -305,7 +306,7 @@ class Supervisor:
                 execution.stop("lost")
             if beat.stop_requested:
                 self._begin_stop("worker stop")
-            recover_lost_jobs(self.store, config, now, self.host, self.id)
+            recover_lost_jobs(self.store, config, now, self.host, self.id, self.log_dir)
         except StoreError as exc:
             log.error("heartbeat failed: %s", exc)
 

@@ -61,22 +61,27 @@ class Execution:
         self._stop_reason: str | None = None  # "interrupted" or "lost", set by stop()
         self._stop_lock = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()  # select() sees stop() through this pipe
+        self._group: _Group | None = None  # set while the process group may be signalled
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"job-{spec.job_id}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, reason: str) -> None:
-        """Terminate the job's process group (SIGTERM, then SIGKILL after a grace period).
+    def stop(self, reason: str, *, at_once: bool = False) -> None:
+        """Terminate the job's process group (SIGTERM, then SIGKILL after a grace period;
+        ``at_once``: SIGKILL now, when there is no time for a grace period).
 
         ``reason`` is "interrupted" (a forced shutdown: the attempt is handed back)
-        or "lost" (our lease is gone: someone else owns the job now)."""
+        or "lost" (our lease is gone or about to be: someone else may own the job)."""
         with self._stop_lock:
             if self._stop_reason is None:
                 self._stop_reason = reason
-            if not self._closed:
-                os.write(self._stop_w, b"x")
+            if self._closed:
+                return
+            if at_once and self._group is not None:
+                self._group.kill()
+            os.write(self._stop_w, b"x")
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -124,6 +129,8 @@ class Execution:
             return AttemptResult(start_error=exc.strerror or str(exc))
         assert proc.stdout is not None and proc.stderr is not None
         group = _Group(proc)
+        with self._stop_lock:
+            self._group = group
         streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
         deadline = None if self.spec.timeout is None else started + self.spec.timeout
         timed_out = False
@@ -161,7 +168,9 @@ class Execution:
                     if group.exit_fd is None and not group.leader_exited and proc.poll() is not None:
                         group.on_leader_exit(time.monotonic())
         finally:
-            group.finish()
+            with self._stop_lock:
+                self._group = None
+                group.finish()
             proc.stdout.close()
             proc.stderr.close()
         code = proc.returncode
@@ -200,6 +209,9 @@ class _Group:
         self.leader_exited = True
         if not self.terminating:
             self.terminate(now)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
 
     def terminate(self, now: float) -> None:
         self.terminating = True

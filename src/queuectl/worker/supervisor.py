@@ -40,6 +40,9 @@ log = logging.getLogger("queuectl.worker")
 
 #: After a store error, wait this long before trying again (the worker stays up).
 STORE_RETRY_DELAY = 0.5
+#: Self-fencing: a job whose lease we could not renew for this fraction of lease-timeout
+#: is killed, so it is dead before its lease can expire and another worker rerun it.
+FENCE_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Supervisor:
         self.jobs_run = 0
         self._signals = 0
         self._check_control = False
+        self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
+        self._watchdog_stop = threading.Event()
         self._env = dict(os.environ)
         self._done_r, self._done_w = os.pipe()
         os.set_blocking(self._done_r, False)
@@ -104,6 +109,8 @@ class Supervisor:
             old_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
             old_handlers = {sig: signal.signal(sig, self._on_signal)
                             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+        watchdog = threading.Thread(target=self._fence_watchdog, name="fence", daemon=True)
+        watchdog.start()
         try:
             while True:
                 try:
@@ -115,6 +122,7 @@ class Supervisor:
                     log.error("%s (retrying)", exc)
                     self._wait(listener, signal_r, STORE_RETRY_DELAY)
         finally:
+            self._watchdog_stop.set()
             for execution in [e for _c, e in self.running.values()]:
                 execution.stop("interrupted")
                 execution.join()
@@ -216,7 +224,24 @@ class Supervisor:
             return previous or Config.from_stored({})
         return config
 
+    def _fence_watchdog(self) -> None:
+        """Kill jobs whose lease we failed to renew in time, whatever the main thread is
+        blocked on (a database call that hangs, say). Runs in its own thread."""
+        while not self._watchdog_stop.wait(min(0.2, self._last_config.lease_timeout / 10)):
+            limit = self._last_config.lease_timeout * FENCE_FRACTION
+            now = time.monotonic()
+            for token, renewed in list(self._renewed.items()):
+                entry = self.running.get(token)
+                if entry is not None and now - renewed > limit:
+                    claim, execution = entry
+                    log.error("%s: could not renew the lease on job %s for %.1fs: killing it "
+                              "before another worker may take it over", claim.worker_id,
+                              claim.job.id, now - renewed)
+                    execution.stop("lost", at_once=True)
+                    self._renewed.pop(token, None)
+
     def _claim(self, config: Config) -> int:
+        asked = time.monotonic()
         try:
             claims = self.store.claim(self.free, utcnow(), config.lease_timeout)
         except StoreError as exc:
@@ -231,6 +256,7 @@ class Supervisor:
                            log_dir=self.log_dir, env=self._env)
             execution = Execution(spec, self._on_done)
             self.running[claim.token] = (claim, execution)
+            self._renewed[claim.token] = asked
             log.info("%s: started job %s (attempt %d): %s", claim.worker_id, job.id, claim.attempt,
                      _short(job.command))
             execution.start()
@@ -250,6 +276,7 @@ class Supervisor:
             for token, (claim, running) in list(self.running.items()):
                 if running is execution:
                     del self.running[token]
+                    self._renewed.pop(token, None)
                     self.pending_results.append((claim, execution))
                     self.free.append(claim.worker_id)
 
@@ -295,8 +322,12 @@ class Supervisor:
 
     def _maintain(self, config: Config) -> None:
         now = utcnow()
+        asked = time.monotonic()
         try:
             beat = self.store.heartbeat(self.id, list(self.running), now, config.lease_timeout)
+            for token in self.running:
+                if token not in beat.lost_tokens and token in self._renewed:
+                    self._renewed[token] = asked
             if not beat.registered:
                 log.warning("our registration was removed (presumed dead): registering again")
                 self.store.register_supervisor(self._info, self.worker_ids)

@@ -49,7 +49,9 @@ def parse_duration(value: object, what: str) -> float:
     except InvalidInput:
         if not isinstance(value, str):
             raise
-        from pytimeparse.timeparse import timeparse  # lazy: compiling its patterns costs ~20 ms
+        from pytimeparse.timeparse import (
+            timeparse,  # lazy: compiling its patterns costs ~20 ms
+        )
 
         parsed = timeparse(value.strip())
         if parsed is None:

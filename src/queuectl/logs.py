@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 #: How much of the end of each stream is also kept for the database (see Store.finish_attempt).
 TAIL_BYTES = 64 * 1024
 

@@ -19,6 +19,19 @@ def resolve_db(db: str | None = None) -> str:
     return db or os.environ.get(ENV_DB) or str(default_db())
 
 
+def without_password(url: str) -> str:
+    """The URL with any password removed, safe to print or to hand to a job."""
+    if "://" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL or plain path; None for a server URL."""
     scheme, sep, rest = url.partition("://")

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from queuectl.liveness import start_time
-from tests.conftest import Cli
+from tests.conftest import QUEUECTL, Cli
 
 
 def ts(text: str) -> datetime:
@@ -161,3 +161,18 @@ def test_running_workers_pick_up_config_changes(cli: Cli) -> None:
     cli.wait_for_state("quick", "dead", timeout=10)
     proc.terminate()
     assert proc.wait(10) == 0
+
+
+def test_a_job_can_enqueue_follow_ups_but_never_sees_the_database_password(cli: Cli) -> None:
+    if not cli.is_sqlite:  # trust auth ignores the password, so the URL still works with one
+        cli.url = cli.url.replace("postgres@", "postgres:hunter2@", 1)
+        cli.env["QUEUECTL_DB"] = cli.url
+    cli.env["PGPASSWORD"] = "hunter2"
+    queuectl = QUEUECTL
+    cli.enqueue(id="parent", command=f'echo "$QUEUECTL_DB $PGPASSWORD"; '
+                                     f'{queuectl} enqueue --command "echo child" --id child')
+    assert cli.run_until_empty().returncode == 0
+    assert cli.job("child")["state"] == "completed"
+    seen = cli.ok("logs", "parent")
+    assert "hunter2" not in seen
+    assert seen.split()[0] == cli.url.replace(":hunter2", "")

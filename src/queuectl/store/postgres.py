@@ -19,16 +19,36 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import (DuplicateJob, InvalidInput, NotFound, StoreError, StoreUnavailable,
-                      WrongState)
+from ..errors import (
+    DuplicateJob,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    WrongState,
+)
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
+from ..paths import without_password
 from ..timeutil import to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
-from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SQL_HELD, SQL_WORKERS, SUPERVISOR_COLUMNS,
-                   attempt_from_row, first_repeated, held_from_row, inserted_job, job_from_row,
-                   new_job_values, supervisor_values, time_or_none, worker_from_row)
+from .rows import (
+    ATTEMPT_COLUMNS,
+    JOB_COLUMNS,
+    SQL_HELD,
+    SQL_WORKERS,
+    SUPERVISOR_COLUMNS,
+    attempt_from_row,
+    first_repeated,
+    held_from_row,
+    inserted_job,
+    job_from_row,
+    new_job_values,
+    supervisor_values,
+    time_or_none,
+    worker_from_row,
+)
 
 try:
     import psycopg
@@ -122,14 +142,6 @@ def parse_url(url: str) -> tuple[str, str]:
     return conninfo, schema
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
     """Turn psycopg's errors into queuectl's, so no driver error reaches a user."""
 
@@ -154,7 +166,7 @@ class PostgresStore:
     """A queuectl database in a PostgreSQL schema."""
 
     def __init__(self, url: str) -> None:
-        self.url = _redacted(url)
+        self.url = without_password(url)
         self.conninfo, self.schema = parse_url(url)
         self.channel = f"queuectl_{self.schema}"
         self._kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,

@@ -13,16 +13,36 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from ..errors import DuplicateJob, NotFound, QueuectlError, StoreBusy, StoreError, WrongState
+from ..errors import (
+    DuplicateJob,
+    NotFound,
+    QueuectlError,
+    StoreBusy,
+    StoreError,
+    WrongState,
+)
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..timeutil import to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
-from .rows import (ATTEMPT_COLUMNS, JOB_COLUMNS, SQL_HELD, SQL_WORKERS, SUPERVISOR_COLUMNS,
-                   attempt_from_row, first_repeated, held_from_row, inserted_job, job_from_row,
-                   new_job_values, supervisor_values, time_or_none, worker_from_row)
 from .fifo_wakeup import FifoListener, fifo_path, poke
+from .rows import (
+    ATTEMPT_COLUMNS,
+    JOB_COLUMNS,
+    SQL_HELD,
+    SQL_WORKERS,
+    SUPERVISOR_COLUMNS,
+    attempt_from_row,
+    first_repeated,
+    held_from_row,
+    inserted_job,
+    job_from_row,
+    new_job_values,
+    supervisor_values,
+    time_or_none,
+    worker_from_row,
+)
 
 #: Seconds a writer waits for the write lock before "database busy"; QUEUECTL_BUSY_TIMEOUT overrides.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -94,7 +114,7 @@ class SqliteStore:
     """A queuectl database in one SQLite file."""
 
     def __init__(self, path: str, busy_timeout: float | None = None) -> None:
-        self.path = Path(path).expanduser()
+        self.path = Path(path).expanduser().absolute()
         self.url = str(self.path)
         if busy_timeout is None:
             busy_timeout = float(os.environ.get("QUEUECTL_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT))

@@ -29,10 +29,12 @@ from ..config import Config
 from ..errors import StoreError
 from ..lifecycle import decide, format_seconds
 from ..liveness import hostname, start_time
-from ..model import JobState, SupervisorInfo, UNFINISHED_STATES
+from ..model import UNFINISHED_STATES, JobState, SupervisorInfo
 from ..store import Claim, Store
 from ..store.base import Listener
-from ..timeutil import iso, now as utcnow
+from ..timeutil import iso
+from ..timeutil import now as utcnow
+from .jobenv import job_environment
 from .maintenance import recover_lost_jobs
 from .runner import Execution, RunSpec
 
@@ -77,7 +79,7 @@ class Supervisor:
         self._check_control = False
         self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
         self._watchdog_stop = threading.Event()
-        self._env = dict(os.environ)
+        self._env = job_environment(os.environ, store.url)
         self._done_r, self._done_w = os.pipe()
         os.set_blocking(self._done_r, False)
         os.set_blocking(self._done_w, False)

@@ -31,8 +31,8 @@ from tests.conftest import _PG_SKIP_REASON, _drop_schema, _pg_schema_url
 from tests.store.support import T0, new_job
 
 LEASE = 5.0
-IDS = ["a", "b", "c", "d", "e", "f"]
-EXAMPLES = int(os.environ.get("QUEUECTL_MODEL_EXAMPLES", "40"))
+IDS = ["a", "b", "c"]
+EXAMPLES = int(os.environ.get("QUEUECTL_MODEL_EXAMPLES", "60"))
 
 
 @dataclass
@@ -211,7 +211,7 @@ class StoreModel(RuleBasedStateMachine):
                 assert job.attempts <= job.max_retries
 
 
-MODEL_SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=50, deadline=None,
+MODEL_SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=50, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -131,7 +131,11 @@ class Cli:
     @property
     def data_dir(self) -> Path:
         """Where queuectl keeps files beside the database: logs, the detached worker's log."""
-        return self.db.parent if self.is_sqlite else self.home / "xdg" / "queuectl"
+        if self.is_sqlite:
+            return self.db.parent
+        found = list((self.home / "xdg" / "queuectl").glob("postgresql-*"))
+        assert len(found) == 1, found  # a folder of this queue's own
+        return found[0]
 
     @property
     def worker_log(self) -> Path:

@@ -16,7 +16,8 @@ from .model import SupervisorInfo
 
 
 def hostname() -> str:
-    """This host's name as workers record it (``QUEUECTL_HOSTNAME`` overrides, for tests)."""
+    """This host's name as workers record it. ``QUEUECTL_HOSTNAME`` overrides it: hosts
+    sharing a name (containers, clones) must set distinct ones."""
     return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
 
 

@@ -41,9 +41,20 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def data_dir(url: str) -> Path:
-    """The folder for files beside the database: the SQLite file's folder, else the XDG one."""
+    """The folder for files beside the database: the SQLite file's folder; for a server
+    database, a folder of its own under the XDG one, so two queues never share logs."""
     path = sqlite_path(url)
-    return (path if path is not None else default_db()).parent
+    if path is not None:
+        return path.parent
+    import hashlib
+    import re
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(without_password(url))
+    key = f"{without_password(url)}|{os.environ.get('QUEUECTL_PG_SCHEMA', '')}"
+    label = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{parts.hostname or 'local'}-{parts.path.strip('/')}")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return default_db().parent / f"{parts.scheme}-{label[:40]}-{digest}"
 
 
 def log_dir(url: str) -> Path:

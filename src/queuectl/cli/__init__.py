@@ -36,7 +36,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", metavar="PATH", envvar="QUEUECTL_DB", show_envvar=True,
-              help="Database file (default: $XDG_DATA_HOME/queuectl/queuectl.db).")
+              help="SQLite database file, or a postgresql:// URL "
+                   "(default: $XDG_DATA_HOME/queuectl/queuectl.db).")
 @click.version_option(package_name="queuectl", prog_name="queuectl")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:

@@ -125,8 +125,9 @@ UPDATE jobs
 T = TypeVar("T")
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """Split a URL into a libpq conninfo URL and the schema to use.
+def parse_url(url: str) -> tuple[str, str, str]:
+    """Split a URL into a libpq conninfo URL, the schema to use, and the server
+    ``options`` to connect with (the URL's own, plus the schema's search_path).
 
     The schema comes from a ``schema=`` query parameter (removed before
     connecting), else ``$QUEUECTL_PG_SCHEMA``, else ``queuectl``.
@@ -138,8 +139,9 @@ def parse_url(url: str) -> tuple[str, str]:
     if not SCHEMA_NAME.fullmatch(schema):
         raise InvalidInput(f"invalid PostgreSQL schema name {schema!r}: use lowercase letters, "
                            "digits and _, starting with a letter or _")
-    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
-    return conninfo, schema
+    options = " ".join([v for k, v in query if k == "options"] + [f"-c search_path={schema}"])
+    kept = [(k, v) for k, v in query if k not in ("schema", "options")]
+    return urlunsplit(parts._replace(query=urlencode(kept))), schema, options
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
@@ -167,10 +169,10 @@ class PostgresStore:
 
     def __init__(self, url: str) -> None:
         self.url = without_password(url)
-        self.conninfo, self.schema = parse_url(url)
+        self.conninfo, self.schema, options = parse_url(url)
         self.channel = f"queuectl_{self.schema}"
         self._kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
-                        "options": f"-c search_path={self.schema}"}
+                        "options": options}
         try:
             with psycopg.connect(self.conninfo, **self._kwargs) as conn:  # type: ignore[arg-type]
                 self._migrate(conn)
@@ -180,7 +182,7 @@ class PostgresStore:
             raise StoreError(f"database {self.url}: {_first_line(exc)}") from None
         # After a server restart the pool reconnects in the background, with backoff;
         # meanwhile calls fail with StoreUnavailable and their callers try again later.
-        self._pool = ConnectionPool(self.conninfo, min_size=1, max_size=2, kwargs=self._kwargs,
+        self._pool = ConnectionPool(self.conninfo, min_size=0, max_size=2, kwargs=self._kwargs,
                                     open=False, name="queuectl", timeout=CONNECT_TIMEOUT * 2,
                                     reconnect_timeout=24 * 3600)
         self._pool.open(wait=False)

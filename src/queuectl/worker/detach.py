@@ -27,7 +27,9 @@ def start_detached(queue: "Queue", args: list[str]) -> int:
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "queuectl", "--db", db, *args],
+        # The URL travels in the environment, not argv, where `ps` would show a password.
+        proc = subprocess.Popen([sys.executable, "-m", "queuectl", *args],
+                                env={**os.environ, "QUEUECTL_DB": db},
                                 stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
                                 start_new_session=True, close_fds=True)
     except OSError as exc:

@@ -156,7 +156,7 @@ class Queue:
     # --- reading ------------------------------------------------------------------
 
     def get(self, id: str) -> Job:
-        job = self.store.get_job(id)
+        job = self.store.get_job(_known_id(id))
         if job is None:
             raise NotFound(f"no job with id {id!r}")
         return job
@@ -166,6 +166,8 @@ class Queue:
         """Jobs in enqueue order, optionally of one state and at most ``limit`` of them."""
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidInput(f"limit: must be an integer >= 0, got {limit!r}")
+        if limit is not None and limit >= jobspec.INT64:
+            limit = None  # more than any database can hold: no limit
         return self.store.list_jobs(parse_state(state) if state is not None else None, limit)
 
     def dead(self, limit: int | None = None) -> builtins.list[Job]:
@@ -231,7 +233,7 @@ class Queue:
             if ids:
                 raise InvalidInput("give job ids or all=True, not both")
             return self.store.retry_dead(None, utcnow())
-        chosen = builtins.list(ids or [])
+        chosen = [_known_id(job_id) for job_id in ids or []]
         if not chosen:
             raise InvalidInput("give at least one job id, or all=True")
         return self.store.retry_dead(chosen, utcnow())
@@ -279,6 +281,14 @@ class Queue:
                 break
             time.sleep(poll)
         return StopReport(len(live), slots, len(remaining))
+
+
+def _known_id(job_id: str) -> str:
+    """An id to look up; one that no job could have (invalid characters, undecodable
+    bytes from the command line) is simply not found, without asking the database."""
+    if not isinstance(job_id, str) or not jobspec.ID_PATTERN.fullmatch(job_id):
+        raise NotFound(f"no job with id {job_id!r}")
+    return job_id
 
 
 def parse_state(state: JobState | str) -> JobState:

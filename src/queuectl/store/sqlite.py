@@ -44,6 +44,9 @@ from .rows import (
     worker_from_row,
 )
 
+#: Bytes the -wal file is truncated to when SQLite resets it (about the 1,000-page
+#: auto-checkpoint size, so a busy queue does not re-grow it on every cycle).
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 #: Seconds a writer waits for the write lock before "database busy"; QUEUECTL_BUSY_TIMEOUT overrides.
 DEFAULT_BUSY_TIMEOUT = 10.0
 
@@ -146,6 +149,9 @@ class SqliteStore:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            # After a long reader held checkpoints back, shrink the -wal file again once
+            # it is reset, instead of keeping its high-water size for ever.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn = conn
             self._migrate()

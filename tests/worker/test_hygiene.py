@@ -43,8 +43,8 @@ def sized(ci: int, soak: int) -> int:
     return soak if SOAK else ci
 
 
-STDOUT_BYTES = sized(64 * MB, 1024 * MB)
-STDERR_BYTES = sized(16 * MB, 100 * MB)
+STDOUT_BYTES = sized(200 * MB, 1024 * MB)
+STDERR_BYTES = sized(50 * MB, 100 * MB)
 BACKGROUND_JOBS = sized(100, 1000)
 FLAT_JOBS = sized(1000, 10000)
 FLAT_WARMUP = 200

@@ -47,5 +47,9 @@ class StoreUnavailable(StoreError):
     """The database server cannot be reached (the call may succeed later)."""
 
 
+class StoreCorrupt(StoreError):
+    """The database file is damaged; retrying cannot help."""
+
+
 class StoreBusy(StoreError):
     """database busy: another process held the write lock past the busy timeout"""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InvalidInput
+from .paths import private_dir
+
 #: How much of the end of each stream is also kept for the database (see Store.finish_attempt).
 TAIL_BYTES = 64 * 1024
 
@@ -51,7 +54,7 @@ class CappedLog:
         self.dropped += len(data) - len(keep)
         try:
             if self._fd is None:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_dir(self.path.parent)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             view = memoryview(keep)
             while view:
@@ -59,6 +62,8 @@ class CappedLog:
             self.written += len(keep)
         except OSError as exc:
             self.error = f"cannot write log {self.path}: {exc.strerror}"
+        except InvalidInput as exc:  # the folder is not safely ours
+            self.error = f"cannot write log {self.path}: {exc.message}"
 
     def close(self) -> None:
         if self._fd is None:

@@ -19,6 +19,44 @@ def resolve_db(db: str | None = None) -> str:
     return db or os.environ.get(ENV_DB) or str(default_db())
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents owner-only (0700) whatever the umask
+    (``mkdir(parents=True)`` gives missing parents the default mode), then check it."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)
+    check_private(path, "folder")
+    return path
+
+
+def check_private(path: Path, what: str) -> None:
+    """Refuse a database or folder that another user owns or that group/others can write:
+    whoever can write it can make our workers run any command.
+
+    A shared folder with the sticky bit (like /tmp) is accepted as the database's folder:
+    others cannot replace or remove our files in it."""
+    from .errors import InvalidInput
+
+    try:
+        info = path.stat()
+    except OSError:
+        return  # not there (yet): the caller creates it owner-only
+    if info.st_uid != os.geteuid():
+        raise InvalidInput(f"refusing {what} {path}: it is owned by another user (uid {info.st_uid})")
+    sticky_folder = path.is_dir() and info.st_mode & 0o1000
+    if info.st_mode & 0o022 and not sticky_folder:
+        raise InvalidInput(f"refusing {what} {path}: group or others can write it "
+                           f"(mode {info.st_mode & 0o777:o}; chmod go-w)")
+
+
 def without_password(url: str) -> str:
     """The URL with any password removed, safe to print or to hand to a job."""
     if "://" not in url:

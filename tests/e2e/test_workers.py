@@ -169,3 +169,9 @@ def test_detach_prints_the_pid_and_runs_in_the_background(cli: Cli) -> None:
     finally:
         if start_time(pid) is not None:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_detach_with_stop_when_empty_on_an_empty_queue_is_a_success(cli: Cli) -> None:
+    pid = int(cli.ok("worker", "start", "--detach", "--stop-when-empty").strip())
+    wait_until(lambda: start_time(pid) is None, 10, message="the detached worker to finish")
+    assert "no jobs left" in cli.worker_log.read_text()

@@ -18,11 +18,13 @@ from ..errors import (
     NotFound,
     QueuectlError,
     StoreBusy,
+    StoreCorrupt,
     StoreError,
     WrongState,
 )
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
+from ..paths import check_private, private_dir
 from ..timeutil import to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
@@ -130,9 +132,11 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
             raise StoreError(f"cannot open database {self.path}: it is a directory")
+        check_private(self.path.parent, "database folder")
+        check_private(self.path, "database")
         try:
             if not self.path.exists():
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_dir(self.path.parent)
                 # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
                 os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             elif not self.path.is_file():
@@ -146,6 +150,7 @@ class SqliteStore:
             raise self._translate(exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self._refuse_foreign(conn)  # before any setting below changes the file
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -163,13 +168,26 @@ class SqliteStore:
             raise
         return conn
 
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """A database with tables but no queuectl schema version is someone else's.
+        Both facts are read in one snapshot: a concurrent first use commits them together."""
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master "
+                                  "WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        if version == 0 and tables:
+            raise StoreError(f"{self.path} is a SQLite database that queuectl did not create")
+
     def _translate(self, exc: sqlite3.Error) -> QueuectlError:
         text = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             return StoreBusy(f"database busy: {self.path} stayed locked by another process for "
                              f"{self.busy_timeout:g}s (QUEUECTL_BUSY_TIMEOUT sets the wait)")
         if "not a database" in text or "malformed" in text:
-            return StoreError(f"database {self.path} is not a usable queuectl database: {text}")
+            return StoreCorrupt(f"database {self.path} is not a usable queuectl database: {text}")
         if "readonly" in text or "unable to open" in text:
             return StoreError(f"cannot write database {self.path}: {text}")
         if "disk is full" in text or "disk I/O" in text:

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import QueuectlError
-from ..paths import sqlite_path, worker_log
+from ..paths import private_dir, sqlite_path, worker_log
 
 if TYPE_CHECKING:
     from ..api import Queue
@@ -24,7 +24,7 @@ def start_detached(queue: "Queue", args: list[str]) -> int:
     path = sqlite_path(queue.url)
     db = str(path.resolve()) if path is not None else queue.url
     log_path = worker_log(queue.url)
-    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         # The URL travels in the environment, not argv, where `ps` would show a password.
@@ -38,6 +38,8 @@ def start_detached(queue: "Queue", args: list[str]) -> int:
         os.close(log_fd)
     deadline = time.monotonic() + REGISTER_WAIT
     while time.monotonic() < deadline:
+        if proc.poll() == 0:
+            break  # it ran and finished already (--stop-when-empty on an empty queue)
         if proc.poll() is not None:
             raise QueuectlError(f"the worker exited at once (code {proc.returncode}): "
                                 f"{_last_line(log_path)} (log: {log_path})")

@@ -26,10 +26,11 @@ from pathlib import Path
 from types import FrameType
 
 from ..config import Config
-from ..errors import StoreError
+from ..errors import StoreCorrupt, StoreError
 from ..lifecycle import decide, format_seconds
 from ..liveness import hostname, start_time
 from ..model import UNFINISHED_STATES, JobState, SupervisorInfo
+from ..paths import private_dir
 from ..store import Claim, Store
 from ..store.base import Listener
 from ..timeutil import iso
@@ -60,7 +61,7 @@ class Supervisor:
                  stop_when_empty: bool = False, poll_interval: float | None = None) -> None:
         self.store = store
         self.log_dir = log_dir
-        _private_dir(log_dir)
+        private_dir(log_dir)
         self.count = count
         self.stop_when_empty = stop_when_empty
         self.poll_override = poll_interval
@@ -118,6 +119,8 @@ class Supervisor:
                 try:
                     if not self._step(listener, signal_r):
                         break
+                except StoreCorrupt:
+                    raise  # retrying a damaged database cannot help: stop, say why
                 except StoreError as exc:
                     # The database is busy or unreachable: jobs keep running, results wait
                     # in memory, and the loop tries again shortly.
@@ -129,7 +132,10 @@ class Supervisor:
                 execution.stop("interrupted")
                 execution.join()
             self._collect_finished()
-            self._write_results(self._last_config, final=True)
+            try:
+                self._write_results(self._last_config, final=True)
+            except StoreCorrupt as exc:
+                log.error("could not record results: %s", exc)
             listener.close()
             if handles_signals:
                 signal.set_wakeup_fd(old_wakeup)
@@ -159,7 +165,9 @@ class Supervisor:
         claimed = self._claim(config) if (self.free and not self.stopping) else 0
         if claimed and not self.free:
             self.store.wake()  # more may be due: pass the wake-up on to an idle supervisor
-        if self.stopping and not self.running and not self.pending_results:
+        if self.stopping and not self.running and (not self.pending_results or self.forced):
+            # A forced stop gives up results it could not write: their leases expire and
+            # recovery reruns those jobs, so nothing is lost.
             return False
         if (self.stop_when_empty and not claimed and not self.running
                 and not self.pending_results and self._queue_empty()):
@@ -217,6 +225,8 @@ class Supervisor:
     def _config(self, previous: Config | None = None) -> Config:
         try:
             config = Config.from_stored(self.store.get_config())
+        except StoreCorrupt:
+            raise
         except StoreError as exc:
             if previous is None:
                 raise
@@ -246,6 +256,8 @@ class Supervisor:
         asked = time.monotonic()
         try:
             claims = self.store.claim(self.free, utcnow(), config.lease_timeout)
+        except StoreCorrupt:
+            raise
         except StoreError as exc:
             log.error("claim failed: %s", exc)
             return 0
@@ -297,6 +309,8 @@ class Supervisor:
                 applied = self.store.finish_attempt(job.id, claim.token, claim.attempt, outcome,
                                                     now, report.stdout_path, report.stderr_path,
                                                     report.stdout_tail, report.stderr_tail)
+            except StoreCorrupt:
+                raise
             except StoreError as exc:
                 log.error("could not record job %s: %s (will retry)", job.id, exc)
                 still.append((claim, execution))
@@ -340,12 +354,16 @@ class Supervisor:
             if beat.stop_requested:
                 self._begin_stop("worker stop")
             recover_lost_jobs(self.store, config, now, self.host, self.id, self.log_dir)
+        except StoreCorrupt:
+            raise
         except StoreError as exc:
             log.error("heartbeat failed: %s", exc)
 
     def _queue_empty(self) -> bool:
         try:
             counts = self.store.count_by_state()
+        except StoreCorrupt:
+            raise
         except StoreError as exc:
             log.error("%s", exc)
             return False
@@ -362,13 +380,6 @@ class Supervisor:
             if due is not None:
                 wait = min(wait, (due - utcnow()).total_seconds())
         return max(0.001, wait)
-
-
-def _private_dir(path: Path) -> None:
-    """Create the log folder owner-only (mkdir's mode does not apply to missing parents)."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
 
 
 def _drain(fd: int) -> None:

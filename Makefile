@@ -19,11 +19,12 @@ demo: $(STAMP)
 	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python scripts/demo.py
 
+# Two test processes (the machine's two cores; most tests wait on subprocesses).
 # Byte-compile first: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every
 # `queuectl` call would otherwise recompile the package, ~30 ms each.
 test: $(STAMP)
 	@$(BIN)/python -m compileall -q src >/dev/null
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

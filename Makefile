@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test chaos install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "queuectl needs Python >= 3.11")'
@@ -25,6 +25,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python -m pytest -q -n 2
+
+# The long chaos run: 2,000 jobs under random SIGKILLs, on SQLite and (when
+# QUEUECTL_TEST_PG_URL or the local server answers) PostgreSQL. About 3 minutes.
+PG_URL ?= $(or $(QUEUECTL_TEST_PG_URL),postgresql://postgres@127.0.0.1:5432/test)
+chaos: $(STAMP)
+	$(BIN)/python tests/chaos/chaos.py --jobs 2000 --seconds 600
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)').close()" 2>/dev/null; then \
+		$(BIN)/python tests/chaos/chaos.py --jobs 2000 --seconds 600 --db '$(PG_URL)?schema=queuectl_chaos_'$$$$; \
+	else echo "chaos: no PostgreSQL at $(PG_URL): skipped"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

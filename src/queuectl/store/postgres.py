@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..crashpoints import crash_point
 from ..errors import (
     DuplicateJob,
     InvalidInput,
@@ -205,6 +206,7 @@ class PostgresStore:
             for migration in known:
                 if migration.version > version:
                     conn.execute(migration.sql.encode())  # no parameters: several statements at once
+                    crash_point("in-migration")
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version VALUES (%s)", (migration.version,))
 
@@ -247,6 +249,7 @@ class PostgresStore:
                                   "created_at, updated_at, state) FROM STDIN") as copy:
                         for job in jobs:
                             copy.write_row((*new_job_values(job, created), "pending"))
+                            crash_point("enqueue-row")
                 self._notify(conn, "jobs")
         except psycopg.errors.UniqueViolation:
             raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
@@ -324,6 +327,7 @@ class PostgresStore:
                     if states[job_id] != JobState.DEAD.value:
                         raise WrongState(f"job {job_id!r} is {states[job_id]}, not dead")
                 conn.execute(SQL_RETRY_DEAD + " AND id = ANY(%(ids)s)", {**params, "ids": moved})
+            crash_point("in-dlq-retry")
             if moved:
                 self._notify(conn, "jobs")
         if job_ids is None:
@@ -383,6 +387,7 @@ class PostgresStore:
                 "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
                 "id": job_id, "attempt": attempt})
             conn.execute("UPDATE workers SET current_job = NULL WHERE current_job = %s", (job_id,))
+            crash_point("in-result-transaction")
             if outcome.state in (JobState.FAILED, JobState.PENDING):
                 self._notify(conn, "jobs")  # idle workers recompute when the next job is due
         return True

@@ -11,8 +11,9 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from ..crashpoints import crash_point
 from ..errors import (
     DuplicateJob,
     NotFound,
@@ -213,6 +214,7 @@ class SqliteStore:
                 if migration.version > version:
                     for statement in _statements(migration.sql):
                         conn.execute(statement)
+                        crash_point("in-migration")
                     conn.execute(f"PRAGMA user_version = {migration.version}")
 
     @contextmanager
@@ -251,7 +253,7 @@ class SqliteStore:
             raise DuplicateJob(f"job id {repeated!r} appears twice")
         try:
             with self._write() as conn:
-                conn.executemany(SQL_INSERT_JOB, [new_job_values(j, created) for j in jobs])
+                conn.executemany(SQL_INSERT_JOB, _crashable(new_job_values(j, created) for j in jobs))
         except sqlite3.IntegrityError:
             raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
         self.wake()
@@ -333,6 +335,7 @@ class SqliteStore:
                     if row[0] != JobState.DEAD.value:
                         raise WrongState(f"job {job_id!r} is {row[0]}, not dead")
                     conn.execute(SQL_RETRY_DEAD + " AND id = :id", {**params, "id": job_id})
+            crash_point("in-dlq-retry")
         if moved:
             self.wake()
         return moved
@@ -383,6 +386,7 @@ class SqliteStore:
                 conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
                                                   stdout_path, stderr_path, job_id, attempt))
                 conn.execute(SQL_CLEAR_CURRENT_JOB, (job_id,))
+                crash_point("in-result-transaction")
         return applied
 
     @_translated
@@ -461,6 +465,12 @@ class SqliteStore:
             conn.execute("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
                          "updated_at = excluded.updated_at", (key, value, to_ms(now)))
+
+
+def _crashable(rows: Iterable[T]) -> Iterator[T]:
+    for row in rows:
+        yield row
+        crash_point("enqueue-row")
 
 
 def _statements(script: str) -> Iterator[str]:

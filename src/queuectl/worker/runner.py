@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
+from ..crashpoints import crash_point
 from ..lifecycle import AttemptResult
 from ..logs import CappedLog, attempt_paths
 
@@ -127,6 +128,7 @@ class Execution:
                                     start_new_session=True, env=env, close_fds=True)
         except OSError as exc:
             return AttemptResult(start_error=exc.strerror or str(exc))
+        crash_point("after-spawn")
         assert proc.stdout is not None and proc.stderr is not None
         group = _Group(proc)
         with self._stop_lock:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..config import Config
+from ..crashpoints import crash_point
 from ..errors import StoreCorrupt, StoreError
 from ..lifecycle import decide, format_seconds
 from ..liveness import hostname, start_time
@@ -261,6 +262,8 @@ class Supervisor:
         except StoreError as exc:
             log.error("claim failed: %s", exc)
             return 0
+        if claims:
+            crash_point("after-claim")
         for claim in claims:
             self.free.remove(claim.worker_id)
             job = claim.job
@@ -305,6 +308,7 @@ class Supervisor:
             now = utcnow()
             job = claim.job
             outcome = decide(job.attempts, job.max_retries, report.result, config, now)
+            crash_point("before-result")
             try:
                 applied = self.store.finish_attempt(job.id, claim.token, claim.attempt, outcome,
                                                     now, report.stdout_path, report.stderr_path,

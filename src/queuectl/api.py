@@ -221,7 +221,7 @@ class Queue:
     def workers(self) -> builtins.list[WorkerInfo]:
         """Live worker slots (heartbeating, and on this host with their process alive)."""
         lease = float(self.config.current().lease_timeout)
-        now, host = utcnow(), hostname()
+        now, host = self.store.clock(), hostname()  # heartbeats are on the database's clock
         return [w for w in self.store.workers() if supervisor_alive(w.supervisor, now, lease, host)]
 
     # --- the dead letter queue ----------------------------------------------------

@@ -149,6 +149,11 @@ class Store(Protocol):
         """Ask these supervisors to finish their current jobs and exit."""
         ...
 
+    def clock(self) -> datetime:
+        """The database's current time (UTC). Workers measure leases on it, so the hosts'
+        own clocks need not agree."""
+        ...
+
     # --- wake-ups -----------------------------------------------------------
     def listen(self) -> "Listener":
         """Start listening for wake-ups: its ``fileno()`` turns readable when jobs

@@ -31,7 +31,7 @@ from ..errors import (
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..paths import without_password
-from ..timeutil import to_ms
+from ..timeutil import from_ms, to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
 from .rows import (
@@ -441,6 +441,14 @@ class PostgresStore:
             conn.execute("UPDATE supervisors SET stop_requested = 1 WHERE id = ANY(%s)",
                          (list(supervisor_ids),))
             self._notify(conn, "control")
+
+    @_translated
+    def clock(self) -> datetime:
+        with self._conn() as conn:
+            row = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                               ).fetchone()
+        assert row is not None
+        return from_ms(int(row[0]))
 
     # --- wake-ups -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from ..errors import (
 from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..paths import check_private, private_dir
+from ..timeutil import now as utcnow
 from ..timeutil import to_ms
 from . import migrations
 from .base import Claim, Heartbeat, HeldJob
@@ -439,6 +440,9 @@ class SqliteStore:
         with self._write() as conn:
             conn.executemany("UPDATE supervisors SET stop_requested = 1 WHERE id = ?",
                              [(s,) for s in supervisor_ids])
+
+    def clock(self) -> datetime:
+        return utcnow()  # one file, one host: its clock is the database's
 
     # --- wake-ups -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -79,6 +80,7 @@ class Supervisor:
         self.jobs_run = 0
         self._signals = 0
         self._check_control = False
+        self._clock_offset = timedelta(0)
         self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
         self._watchdog_stop = threading.Event()
         self._env = job_environment(os.environ, store.url)
@@ -93,7 +95,8 @@ class Supervisor:
         job is pending, failed or processing."""
         self._last_config = self._config()
         self._next_heartbeat = 0.0
-        started = utcnow()
+        self._sync_clock()
+        started = self._now()
         info = SupervisorInfo(id=self.id, host=self.host, pid=self.pid,
                               pid_start=start_time(self.pid), started_at=started,
                               heartbeat_at=started, slots=self.count, stop_requested=False)
@@ -237,6 +240,17 @@ class Supervisor:
             return previous or Config.from_stored({})
         return config
 
+    def _now(self) -> datetime:
+        """The database's clock, as measured at the last heartbeat: leases and retries are
+        timed on it, so workers on hosts whose clocks disagree still agree on expiry."""
+        return utcnow() + self._clock_offset
+
+    def _sync_clock(self) -> None:
+        before = utcnow()
+        database = self.store.clock()
+        after = utcnow()
+        self._clock_offset = database - (before + (after - before) / 2)
+
     def _fence_watchdog(self) -> None:
         """Kill jobs whose lease we failed to renew in time, whatever the main thread is
         blocked on (a database call that hangs, say). Runs in its own thread."""
@@ -256,7 +270,7 @@ class Supervisor:
     def _claim(self, config: Config) -> int:
         asked = time.monotonic()
         try:
-            claims = self.store.claim(self.free, utcnow(), config.lease_timeout)
+            claims = self.store.claim(self.free, self._now(), config.lease_timeout)
         except StoreCorrupt:
             raise
         except StoreError as exc:
@@ -305,7 +319,7 @@ class Supervisor:
         for claim, execution in self.pending_results:
             report = execution.report
             assert report is not None
-            now = utcnow()
+            now = self._now()
             job = claim.job
             outcome = decide(job.attempts, job.max_retries, report.result, config, now)
             crash_point("before-result")
@@ -341,9 +355,10 @@ class Supervisor:
             time.sleep(STORE_RETRY_DELAY)
 
     def _maintain(self, config: Config) -> None:
-        now = utcnow()
         asked = time.monotonic()
         try:
+            self._sync_clock()
+            now = self._now()
             beat = self.store.heartbeat(self.id, list(self.running), now, config.lease_timeout)
             for token in self.running:
                 if token not in beat.lost_tokens and token in self._renewed:
@@ -382,7 +397,7 @@ class Supervisor:
             except StoreError:
                 due = None
             if due is not None:
-                wait = min(wait, (due - utcnow()).total_seconds())
+                wait = min(wait, (due - self._now()).total_seconds())
         return max(0.001, wait)
 
 

@@ -269,13 +269,9 @@ class Supervisor:
 
     def _claim(self, config: Config) -> int:
         asked = time.monotonic()
-        try:
-            claims = self.store.claim(self.free, self._now(), config.lease_timeout)
-        except StoreCorrupt:
-            raise
-        except StoreError as exc:
-            log.error("claim failed: %s", exc)
-            return 0
+        # A failure propagates to the loop, which waits before trying again: returning
+        # "nothing claimed" here would spin, since the due jobs are still due.
+        claims = self.store.claim(self.free, self._now(), config.lease_timeout)
         if claims:
             crash_point("after-claim")
         for claim in claims:

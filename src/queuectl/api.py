@@ -67,14 +67,14 @@ class ConfigAccess:
     def current(self) -> config_rules.Config:
         return config_rules.Config.from_stored(self._queue.store.get_config())
 
-    def all(self) -> dict[str, config_rules.Number]:
+    def all(self) -> dict[str, config_rules.Value]:
         """Every key with its current value (defaults included)."""
         return self.current().as_dict()
 
-    def get(self, key: str) -> config_rules.Number:
+    def get(self, key: str) -> config_rules.Value:
         return self.all()[config_rules.normalize_key(key)]
 
-    def set(self, key: str, value: object) -> config_rules.Number:
+    def set(self, key: str, value: object) -> config_rules.Value:
         """Validate and store; returns the value as stored. Raises InvalidInput."""
         name = config_rules.normalize_key(key)
         parsed = config_rules.parse_value(name, value)

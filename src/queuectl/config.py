@@ -15,6 +15,8 @@ from typing import Callable, Mapping, Union
 from .errors import InvalidInput
 
 Number = Union[int, float]
+#: A config value: a number, or text for the keys that take a list.
+Value = Union[int, float, str]
 
 #: Longest duration accepted anywhere (ten years), so time arithmetic never overflows.
 MAX_SECONDS = 10 * 365 * 86400
@@ -108,6 +110,23 @@ def _seconds(*, positive: bool) -> Callable[[object, str], Number]:
     return parse
 
 
+_ENV_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!]+")
+
+
+def _env_patterns(value: object, what: str) -> str:
+    """Comma-separated names or shell patterns (``*``, ``?``, ``[…]``) of environment
+    variables; canonical text: no spaces."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what}: expected names or patterns separated by commas, got {value!r}")
+    patterns = [p.strip() for p in value.split(",") if p.strip()]
+    if not patterns:
+        raise InvalidInput(f"{what}: give at least one name or pattern, e.g. * or PATH,HOME,LANG")
+    for pattern in patterns:
+        if not _ENV_PATTERN.fullmatch(pattern):
+            raise InvalidInput(f"{what}: {pattern!r} is not a variable name or pattern")
+    return ",".join(patterns)
+
+
 def _backoff_base(value: object, what: str) -> Number:
     number = _number(value, what)
     if number < 1:
@@ -118,8 +137,8 @@ def _backoff_base(value: object, what: str) -> Number:
 @dataclass(frozen=True)
 class ConfigKey:
     name: str
-    default: Number
-    parse: Callable[[object, str], Number]
+    default: Value
+    parse: Callable[[object, str], Value]
     help: str
 
 
@@ -140,6 +159,9 @@ KEYS: dict[str, ConfigKey] = {
                   "a processing job whose worker has not heartbeated this long is recovered (seconds > 0)"),
         ConfigKey("max-log-bytes", 10 * 1024**2, parse_size,
                   "bytes of each output stream kept per attempt; the rest is dropped (size >= 0)"),
+        ConfigKey("env-allow", "*", _env_patterns,
+                  "environment variables jobs inherit from the worker: names or patterns, "
+                  "comma-separated (default * = all; the database password never passes)"),
     )
 }
 
@@ -152,7 +174,7 @@ def normalize_key(key: str) -> str:
     return name
 
 
-def parse_value(key: str, value: object) -> Number:
+def parse_value(key: str, value: object) -> Value:
     """Validate ``value`` for ``key`` (already normalized); raises InvalidInput naming what is valid."""
     spec = KEYS[key]
     try:
@@ -161,8 +183,10 @@ def parse_value(key: str, value: object) -> Number:
         raise InvalidInput(f"{exc.message} ({spec.help})") from None
 
 
-def format_value(value: Number) -> str:
+def format_value(value: Value) -> str:
     """Canonical text: whole numbers without a decimal point."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value) if isinstance(value, float) else str(value)
@@ -179,15 +203,16 @@ class Config:
     job_timeout: float
     lease_timeout: float
     max_log_bytes: int
+    env_allow: str
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, str]) -> "Config":
         """Build from the stored strings; a missing key takes its default."""
-        values: dict[str, Number] = {}
+        values: dict[str, Value] = {}
         for name, spec in KEYS.items():
             text = stored.get(name)
             values[name.replace("-", "_")] = spec.default if text is None else spec.parse(text, name)
         return cls(**values)  # type: ignore[arg-type]
 
-    def as_dict(self) -> dict[str, Number]:
+    def as_dict(self) -> dict[str, Value]:
         return {name: getattr(self, name.replace("-", "_")) for name in KEYS}

@@ -49,10 +49,11 @@ def check_private(path: Path, what: str) -> None:
         info = path.stat()
     except OSError:
         return  # not there (yet): the caller creates it owner-only
+    if path.is_dir() and info.st_mode & 0o1000:
+        return  # a shared sticky folder (/tmp): others cannot replace or remove our files
     if info.st_uid != os.geteuid():
         raise InvalidInput(f"refusing {what} {path}: it is owned by another user (uid {info.st_uid})")
-    sticky_folder = path.is_dir() and info.st_mode & 0o1000
-    if info.st_mode & 0o022 and not sticky_folder:
+    if info.st_mode & 0o022:
         raise InvalidInput(f"refusing {what} {path}: group or others can write it "
                            f"(mode {info.st_mode & 0o777:o}; chmod go-w)")
 

@@ -190,7 +190,7 @@ def test_config_get_set_with_both_spellings_and_bare_values(cli: Cli) -> None:
     values = cli.json("config", "get")
     assert values["poll-interval"] == 0.25 and values["max-log-bytes"] == 1048576
     assert set(values) == {"max-retries", "backoff-base", "max-backoff", "poll-interval",
-                           "job-timeout", "lease-timeout", "max-log-bytes"}
+                           "job-timeout", "lease-timeout", "max-log-bytes", "env-allow"}
 
 
 @pytest.mark.parametrize("key, value, fragment", [

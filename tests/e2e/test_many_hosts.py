@@ -11,8 +11,15 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import (_PG_SKIP_REASON, QUEUECTL, Cli, _drop_schema, _pg_schema_url,
-                            kill_by_env, wait_until)
+from tests.conftest import (
+    _PG_SKIP_REASON,
+    QUEUECTL,
+    Cli,
+    _drop_schema,
+    _pg_schema_url,
+    kill_by_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
 

@@ -176,3 +176,13 @@ def test_a_job_can_enqueue_follow_ups_but_never_sees_the_database_password(cli: 
     seen = cli.ok("logs", "parent")
     assert "hunter2" not in seen
     assert seen.split()[0] == cli.url.replace(":hunter2", "")
+
+
+def test_env_allow_limits_what_jobs_inherit(cli: Cli) -> None:
+    cli.env["SECRET_TOKEN"] = "s3cret"
+    cli.config(**{"env-allow": "PATH,LANG"})
+    cli.enqueue(id="env", command="env | cut -d= -f1 | sort")
+    assert cli.run_until_empty().returncode == 0
+    names = set(cli.ok("logs", "env").split())
+    assert "SECRET_TOKEN" not in names and "HOME" not in names
+    assert {"PATH", "QUEUECTL_DB", "QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT"} <= names

@@ -6,8 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queuectl.config import (KEYS, MAX_SECONDS, Config, format_value, normalize_key,
-                             parse_duration, parse_size, parse_value)
+from queuectl.config import (
+    KEYS,
+    MAX_SECONDS,
+    Config,
+    format_value,
+    normalize_key,
+    parse_duration,
+    parse_size,
+    parse_value,
+)
 from queuectl.errors import InvalidInput
 
 DEFAULTS = {
@@ -18,6 +26,7 @@ DEFAULTS = {
     "job-timeout": 0,
     "lease-timeout": 30,
     "max-log-bytes": 10 * 1024 * 1024,
+    "env-allow": "*",
 }
 
 
@@ -193,3 +202,14 @@ def test_config_from_stored_refuses_an_invalid_stored_value() -> None:
 
 def test_config_from_stored_ignores_keys_it_does_not_know() -> None:
     assert Config.from_stored({"some-future-key": "x"}).as_dict() == DEFAULTS
+
+
+@pytest.mark.parametrize("text, stored", [("*", "*"), ("PATH, HOME,LANG", "PATH,HOME,LANG"),
+                                          ("AWS_*,LC_?", "AWS_*,LC_?")])
+def test_env_allow_takes_names_and_patterns(text: str, stored: str) -> None:
+    assert parse_value("env-allow", text) == stored
+
+
+@pytest.mark.parametrize("text", ["", " , ", "PATH;rm -rf /", "A=B", 5])
+def test_env_allow_refuses_what_is_not_a_name_or_pattern(text: object) -> None:
+    assert "env-allow" in rejected("env-allow", text).message

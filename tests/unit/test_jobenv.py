@@ -24,3 +24,10 @@ def test_jobs_get_the_workers_database_without_its_password_and_no_libpq_secrets
 
 def test_jobs_learn_the_database_even_when_the_worker_got_it_from_an_option() -> None:
     assert job_environment({"PATH": "/bin"}, "/data/q.db")["QUEUECTL_DB"] == "/data/q.db"
+
+
+def test_env_allow_patterns_choose_what_jobs_inherit() -> None:
+    worker = {"PATH": "/bin", "HOME": "/root", "LANG": "C", "AWS_SECRET": "x", "AWS_REGION": "eu"}
+    env = job_environment(worker, "/q.db", "PATH,LANG,AWS_REG*")
+    assert env == {"PATH": "/bin", "LANG": "C", "AWS_REGION": "eu", "QUEUECTL_DB": "/q.db"}
+    assert job_environment(worker, "/q.db")["HOME"] == "/root"  # the default lets all through

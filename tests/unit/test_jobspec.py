@@ -12,8 +12,16 @@ import pytest
 
 from queuectl import jobspec
 from queuectl.errors import InvalidInput
-from queuectl.jobspec import (ALLOWED_KEYS, MAX_COMMAND_BYTES, build, check_id, loads,
-                              loads_object, new_id, parse_batch)
+from queuectl.jobspec import (
+    ALLOWED_KEYS,
+    MAX_COMMAND_BYTES,
+    build,
+    check_id,
+    loads,
+    loads_object,
+    new_id,
+    parse_batch,
+)
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)

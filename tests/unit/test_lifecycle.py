@@ -11,8 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from queuectl.config import MAX_SECONDS, Config
-from queuectl.lifecycle import (TRANSITIONS, AttemptResult, Outcome, backoff_delay, can_move,
-                                decide)
+from queuectl.lifecycle import (
+    TRANSITIONS,
+    AttemptResult,
+    Outcome,
+    backoff_delay,
+    can_move,
+    decide,
+)
 from queuectl.model import JobState
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=timezone.utc)

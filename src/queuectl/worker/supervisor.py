@@ -83,7 +83,7 @@ class Supervisor:
         self._clock_offset = timedelta(0)
         self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
         self._watchdog_stop = threading.Event()
-        self._env = job_environment(os.environ, store.url)
+        self._env_for: tuple[str, dict[str, str]] | None = None  # (env-allow, environment)
         self._done_r, self._done_w = os.pipe()
         os.set_blocking(self._done_r, False)
         os.set_blocking(self._done_w, False)
@@ -240,6 +240,12 @@ class Supervisor:
             return previous or Config.from_stored({})
         return config
 
+    def _job_env(self, allow: str) -> dict[str, str]:
+        """The jobs' environment, rebuilt only when ``env-allow`` changes."""
+        if self._env_for is None or self._env_for[0] != allow:
+            self._env_for = (allow, job_environment(os.environ, self.store.url, allow))
+        return self._env_for[1]
+
     def _now(self) -> datetime:
         """The database's clock, as measured at the last heartbeat: leases and retries are
         timed on it, so workers on hosts whose clocks disagree still agree on expiry."""
@@ -280,7 +286,7 @@ class Supervisor:
             timeout = job.timeout if job.timeout is not None else (config.job_timeout or None)
             spec = RunSpec(job_id=job.id, command=job.command, attempt=claim.attempt,
                            timeout=timeout, max_log_bytes=config.max_log_bytes,
-                           log_dir=self.log_dir, env=self._env)
+                           log_dir=self.log_dir, env=self._job_env(config.env_allow))
             execution = Execution(spec, self._on_done)
             self.running[claim.token] = (claim, execution)
             self._renewed[claim.token] = asked

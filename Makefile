@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos install clean
+.PHONY: demo test chaos campaign install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "queuectl needs Python >= 3.11")'
@@ -34,6 +34,15 @@ chaos: $(STAMP)
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)').close()" 2>/dev/null; then \
 		$(BIN)/python tests/chaos/chaos.py --jobs 2000 --seconds 600 --db '$(PG_URL)?schema=queuectl_chaos_'$$$$; \
 	else echo "chaos: no PostgreSQL at $(PG_URL): skipped"; fi
+
+# The reliability campaign at the issue's sizes (CI runs the smaller defaults):
+# 500 x 50-step model runs per store, 20 crashes per point, 1,000 killed enqueuers,
+# 10,000 fuzzed inputs, soak-size hygiene. Takes the better part of an hour.
+campaign: $(STAMP)
+	QUEUECTL_MODEL_EXAMPLES=500 QUEUECTL_CRASH_RUNS=20 QUEUECTL_DURABILITY_RUNS=1000 \
+	QUEUECTL_FUZZ_EXAMPLES=10000 QUEUECTL_SOAK=1 $(BIN)/python -m pytest -q -n 2 \
+		tests/store/test_store_model.py tests/e2e/test_crash_points.py \
+		tests/e2e/test_durability.py tests/e2e/test_hostile_input.py tests/worker/test_hygiene.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from queuectl.liveness import start_time
-from tests.conftest import QUEUECTL, Cli
+from tests.conftest import QUEUECTL, Cli, wait_until
 
 
 def ts(text: str) -> datetime:
@@ -109,7 +109,7 @@ def test_a_timeout_kills_the_command_and_its_grandchildren(cli: Cli, tmp_path: P
     job = cli.job("slow")
     assert (job["state"], job["last_error"]) == ("dead", "timed out after 1s")
     for pid in map(int, pids.read_text().split()):
-        assert start_time(pid) is None, f"grandchild {pid} survived"
+        wait_until(lambda p=pid: start_time(p) is None, 2, message=f"grandchild {pid} to die")
 
 
 def test_config_job_timeout_applies_to_jobs_without_their_own(cli: Cli) -> None:

@@ -64,7 +64,8 @@ def test_a_worker_killed_at_each_point_of_an_attempt_loses_nothing_and_never_ove
 def test_a_bulk_enqueue_killed_midway_enqueues_nothing(cli: Cli) -> None:
     batch = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(2000))
     for run in range(RUNS):
-        result = crashed(cli, f"enqueue-row:{500 + run * 700}", "enqueue", "--file", "-", input=batch)
+        row = 1 + (500 + run * 997) % 2000  # somewhere inside the 2,000-row batch
+        result = crashed(cli, f"enqueue-row:{row}", "enqueue", "--file", "-", input=batch)
         assert result.stdout == ""  # no id was printed, so none may exist
         assert sum(cli.json("status")["jobs"].values()) == 0
     assert len(cli.ok("enqueue", "--file", "-", input=batch).split()) == 2000

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from . import config as config_rules
 from . import jobspec
 from .errors import InvalidInput, NotFound, QueuectlError
-from .liveness import hostname, process_alive, supervisor_alive
 from .model import Attempt, Job, JobState, WorkerInfo
 from .paths import log_dir, resolve_db
 from .timeutil import now as utcnow
@@ -220,6 +219,8 @@ class Queue:
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """Live worker slots (heartbeating, and on this host with their process alive)."""
+        from .liveness import hostname, supervisor_alive  # not on the enqueue path
+
         lease = float(self.config.current().lease_timeout)
         now, host = self.store.clock(), hostname()  # heartbeats are on the database's clock
         return [w for w in self.store.workers() if supervisor_alive(w.supervisor, now, lease, host)]
@@ -263,6 +264,8 @@ class Queue:
         if not live:
             return StopReport(0, 0, 0)
         self.store.request_stop(builtins.list(live))
+        from .liveness import hostname, process_alive
+
         host = hostname()
         for sup in live.values():
             # Local supervisors also get a nudge so they notice before their next heartbeat.

@@ -17,6 +17,16 @@ def attempt_paths(log_dir: Path, job_id: str, attempt: int) -> tuple[Path, Path]
     return base / f"{attempt}.stdout", base / f"{attempt}.stderr"
 
 
+def read_tail(path: Path) -> bytes | None:
+    """The last TAIL_BYTES of a log file, as CappedLog.tail would have kept them."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - TAIL_BYTES))
+            return f.read() or None
+    except OSError:
+        return None
+
+
 class CappedLog:
     """Keeps the first ``limit`` bytes written, then one marker line; drops the rest.
 

@@ -315,8 +315,9 @@ class PostgresStore:
         params = {"now": to_ms(now)}
         with self._tx() as conn:
             if job_ids is None:
-                moved = [row[0] for row in conn.execute(
-                    SQL_RETRY_DEAD + " RETURNING id", params)]
+                # RETURNING has no order: sort by enqueue order, as list and dlq list show them.
+                moved = [job_id for _seq, job_id in sorted(conn.execute(
+                    SQL_RETRY_DEAD + " RETURNING seq, id", params))]
             else:
                 moved = list(dict.fromkeys(job_ids))
                 states = dict(conn.execute("SELECT id, state FROM jobs WHERE id = ANY(%s) FOR UPDATE",
@@ -330,15 +331,7 @@ class PostgresStore:
             crash_point("in-dlq-retry")
             if moved:
                 self._notify(conn, "jobs")
-        if job_ids is None:
-            order = {job_id: n for n, job_id in enumerate(self._ids_in_order(moved))}
-            moved.sort(key=lambda job_id: order.get(job_id, 0))
         return moved
-
-    def _ids_in_order(self, ids: list[str]) -> list[str]:
-        with self._conn() as conn:
-            return [r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY seq",
-                                               (ids,))]
 
     # --- workers' verbs -----------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import Config
 from ..lifecycle import AttemptResult, decide
 from ..liveness import kill_attempt, process_alive, supervisor_alive
-from ..logs import TAIL_BYTES, attempt_paths
+from ..logs import attempt_paths, read_tail
 from ..store import HeldJob, Store
 
 log = logging.getLogger("queuectl.worker")
@@ -27,15 +27,6 @@ log = logging.getLogger("queuectl.worker")
 class Recovery:
     recovered: list[str]  # job ids
     forgotten: list[str]  # supervisor ids removed from the registry
-
-
-def _tail(path: Path) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, path.stat().st_size - TAIL_BYTES))
-            return f.read() or None
-    except OSError:
-        return None
 
 
 def is_lost(held: HeldJob, now: datetime, host: str) -> bool:
@@ -63,7 +54,7 @@ def recover_lost_jobs(store: Store, config: Config, now: datetime, host: str,
             # What it wrote before it was lost is kept, as for any attempt.
             for n, path in enumerate(attempt_paths(log_dir, job.id, held.claim.attempt)):
                 if path.exists():
-                    logs[n], tails[n] = str(path), _tail(path)
+                    logs[n], tails[n] = str(path), read_tail(path)
         outcome = decide(job.attempts, job.max_retries, AttemptResult(lost=True), config, now)
         if store.finish_attempt(job.id, held.claim.token, held.claim.attempt, outcome, now,
                                 logs[0], logs[1], tails[0], tails[1]):

@@ -316,7 +316,7 @@ class Supervisor:
     def _write_results(self, config: Config, final: bool = False) -> None:
         if not self.pending_results:
             return
-        config = self._config(config)  # backoff is read at the moment of the decision
+        # `config` was read at the start of this turn of the loop: backoff is as of now.
         still: list[tuple[Claim, Execution]] = []
         for claim, execution in self.pending_results:
             report = execution.report

@@ -23,3 +23,8 @@ def crash_point(name: str) -> None:
     _seen += 1
     if _seen >= int(_NTH or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def armed(name: str) -> bool:
+    """Whether ``name`` is the crash point set for this process (hot loops check once)."""
+    return name == _POINT

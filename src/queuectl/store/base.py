@@ -44,6 +44,28 @@ class Heartbeat:
     lost_tokens: frozenset[str]  # leases we no longer hold: stop those jobs
 
 
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A finished attempt's outcome, to be written only while ``token`` is its lease."""
+
+    job_id: str
+    token: str
+    attempt: int
+    outcome: Outcome
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+    stdout_tail: bytes | None = None  # the end of each stream, for stores read from other hosts
+    stderr_tail: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What ``settle`` did: per result whether it applied (in order), and the new claims."""
+
+    applied: list[bool]
+    claims: list[Claim]
+
+
 class Listener(Protocol):
     """Wake-ups for a supervisor, to wait on with ``poll``/``select``."""
 
@@ -104,19 +126,27 @@ class Store(Protocol):
         ...
 
     # --- workers' verbs -----------------------------------------------------
+    def settle(self, results: Sequence[Result], worker_ids: Sequence[str], now: datetime,
+               lease_seconds: float) -> Settlement:
+        """Write finished attempts' results, then claim jobs for free worker slots, all in
+        one transaction: a supervisor commits once per turn of its loop however many of
+        its jobs finished (group commit), and a slot's next job costs no commit of its own.
+
+        Each result applies if, and only if, its token is still the job's lease (fencing).
+        Claims take up to one due job per worker id, in priority, run_at, enqueue order:
+        each gets state processing, attempts + 1, a fresh lease token and a lease until
+        ``now + lease_seconds``. Tails are kept by stores whose clients may be on other hosts."""
+        ...
+
     def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
-        """Atomically claim up to one due job per worker id, in priority, run_at,
-        enqueue order: each gets state processing, attempts + 1, a fresh lease
-        token and a lease until ``now + lease_seconds``."""
+        """``settle`` with no results."""
         ...
 
     def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
                        now: datetime, stdout_path: str | None = None,
                        stderr_path: str | None = None, stdout_tail: bytes | None = None,
                        stderr_tail: bytes | None = None) -> bool:
-        """Apply an attempt's outcome if, and only if, ``token`` is still the job's
-        lease (fencing). Returns whether it applied. The tails (the end of each
-        stream's output) are kept by stores whose clients may be on other hosts."""
+        """``settle`` of one result and no claims: whether it applied."""
         ...
 
     def attempt_output(self, job_id: str, attempt: int, stream: str) -> bytes | None:
@@ -174,3 +204,22 @@ class Store(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class SettleShortcuts:
+    """``claim`` and ``finish_attempt`` for every backend, as special cases of ``settle``."""
+
+    def settle(self, results: Sequence[Result], worker_ids: Sequence[str], now: datetime,
+               lease_seconds: float) -> Settlement:
+        raise NotImplementedError
+
+    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
+        return self.settle((), worker_ids, now, lease_seconds).claims
+
+    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
+                       now: datetime, stdout_path: str | None = None,
+                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
+                       stderr_tail: bytes | None = None) -> bool:
+        result = Result(job_id, token, attempt, outcome, stdout_path, stderr_path,
+                        stdout_tail, stderr_tail)
+        return self.settle((result,), (), now, 0).applied[0]

@@ -28,12 +28,11 @@ from ..errors import (
     StoreUnavailable,
     WrongState,
 )
-from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..paths import without_password
 from ..timeutil import from_ms, to_ms
 from . import migrations
-from .base import Claim, Heartbeat, HeldJob
+from .base import Claim, Heartbeat, HeldJob, Result, Settlement, SettleShortcuts
 from .rows import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS,
@@ -43,9 +42,8 @@ from .rows import (
     attempt_from_row,
     first_repeated,
     held_from_row,
-    inserted_job,
     job_from_row,
-    new_job_values,
+    new_job_rows,
     supervisor_values,
     time_or_none,
     worker_from_row,
@@ -93,11 +91,6 @@ SELECT c.job_id, coalesce((SELECT max(a.number) FROM attempts a WHERE a.job_id =
        c.worker, %(now)s
   FROM unnest(%(ids)s::text[], %(workers)s::text[]) AS c(job_id, worker)
 RETURNING job_id, number"""
-
-SQL_SET_CURRENT_JOBS = """
-UPDATE workers w SET current_job = c.job_id
-  FROM unnest(%(ids)s::text[], %(workers)s::text[]) AS c(job_id, worker)
- WHERE w.id = c.worker"""
 
 SQL_FINISH = """
 UPDATE jobs
@@ -165,7 +158,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class PostgresStore:
+class PostgresStore(SettleShortcuts):
     """A queuectl database in a PostgreSQL schema."""
 
     def __init__(self, url: str) -> None:
@@ -238,22 +231,22 @@ class PostgresStore:
 
     @_translated
     def insert_jobs(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
-        created = to_ms(now)
         repeated = first_repeated([j.id for j in jobs])
         if repeated is not None:
             raise DuplicateJob(f"job id {repeated!r} appears twice")
+        values, records = new_job_rows(jobs, now)
         try:
             with self._tx() as conn:
                 with conn.cursor() as cur:
                     with cur.copy("COPY jobs (id, command, max_retries, priority, run_at, timeout, "
                                   "created_at, updated_at, state) FROM STDIN") as copy:
-                        for job in jobs:
-                            copy.write_row((*new_job_values(job, created), "pending"))
+                        for row in values:
+                            copy.write_row((*row, "pending"))
                             crash_point("enqueue-row")
                 self._notify(conn, "jobs")
         except psycopg.errors.UniqueViolation:
             raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
-        return [inserted_job(j, created) for j in jobs]
+        return records
 
     def _first_existing(self, ids: list[str]) -> str:
         with self._conn() as conn:
@@ -336,54 +329,60 @@ class PostgresStore:
     # --- workers' verbs -----------------------------------------------------------
 
     @_translated
-    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
-        if not worker_ids:
-            return []
+    def settle(self, results: Sequence[Result], worker_ids: Sequence[str], now: datetime,
+               lease_seconds: float) -> Settlement:
+        if not results and not worker_ids:
+            return Settlement([], [])
         now_ms = to_ms(now)
-        tokens = [os.urandom(16).hex() for _ in worker_ids]
         with self._tx() as conn:
-            rows = conn.execute(SQL_CLAIM, {
-                "now": now_ms, "limit": len(worker_ids), "workers": list(worker_ids),
-                "tokens": tokens, "expires": to_ms(now + timedelta(seconds=lease_seconds)),
-            }).fetchall()
-            if not rows:
-                return []
-            jobs = [(job_from_row(row), row[15]) for row in rows]
-            ids = [job.id for job, _ in jobs]
-            workers = [job.worker_id for job, _ in jobs]
-            numbers = dict(conn.execute(SQL_START_ATTEMPTS, {"ids": ids, "workers": workers,
-                                                              "now": now_ms}).fetchall())
-            conn.execute(SQL_SET_CURRENT_JOBS, {"ids": ids, "workers": workers})
-        return [Claim(job=job, token=token, attempt=numbers[job.id], worker_id=job.worker_id or "")
-                for job, token in jobs]
+            applied = [self._finish(conn, result, now_ms) for result in results]
+            if any(applied):
+                crash_point("in-result-transaction")
+            if any(r.outcome.state in (JobState.FAILED, JobState.PENDING)
+                   for r, done in zip(results, applied) if done):
+                self._notify(conn, "jobs")  # idle workers recompute when the next job is due
+            claims = self._claim(conn, worker_ids, now_ms,
+                                 to_ms(now + timedelta(seconds=lease_seconds)))
+        return Settlement(applied, claims)
 
-    @_translated
-    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
-                       now: datetime, stdout_path: str | None = None,
-                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
-                       stderr_tail: bytes | None = None) -> bool:
-        now_ms = to_ms(now)
-        with self._tx() as conn:
-            applied = conn.execute(SQL_FINISH, {
-                "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
-                "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
-                "exit_code": outcome.exit_code, "error": outcome.error,
-                "finished": None if outcome.state is JobState.PENDING else now_ms,
-                "now": now_ms, "id": job_id, "token": token,
-            }).rowcount == 1
-            if not applied:
-                return False
+    @staticmethod
+    def _finish(conn: "psycopg.Connection[Any]", result: Result, now_ms: int) -> bool:
+        outcome = result.outcome
+        applied = conn.execute(SQL_FINISH, {
+            "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
+            "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
+            "exit_code": outcome.exit_code, "error": outcome.error,
+            "finished": None if outcome.state is JobState.PENDING else now_ms,
+            "now": now_ms, "id": result.job_id, "token": result.token,
+        }).rowcount == 1
+        if applied:
             # An uncounted attempt keeps its record too, so its number is never reused.
             conn.execute(SQL_FINISH_ATTEMPT, {
                 "now": now_ms, "exit_code": outcome.exit_code, "error": outcome.error,
-                "stdout_path": stdout_path, "stderr_path": stderr_path,
-                "stdout_tail": stdout_tail, "stderr_tail": stderr_tail,
-                "id": job_id, "attempt": attempt})
-            conn.execute("UPDATE workers SET current_job = NULL WHERE current_job = %s", (job_id,))
-            crash_point("in-result-transaction")
-            if outcome.state in (JobState.FAILED, JobState.PENDING):
-                self._notify(conn, "jobs")  # idle workers recompute when the next job is due
-        return True
+                "stdout_path": result.stdout_path, "stderr_path": result.stderr_path,
+                "stdout_tail": result.stdout_tail, "stderr_tail": result.stderr_tail,
+                "id": result.job_id, "attempt": result.attempt})
+        return applied
+
+    @staticmethod
+    def _claim(conn: "psycopg.Connection[Any]", worker_ids: Sequence[str], now_ms: int,
+               expires_ms: int) -> list[Claim]:
+        if not worker_ids:
+            return []
+        tokens = [os.urandom(16).hex() for _ in worker_ids]
+        rows = conn.execute(SQL_CLAIM, {
+            "now": now_ms, "limit": len(worker_ids), "workers": list(worker_ids),
+            "tokens": tokens, "expires": expires_ms,
+        }).fetchall()
+        if not rows:
+            return []
+        jobs = [(job_from_row(row), row[15]) for row in rows]
+        ids = [job.id for job, _ in jobs]
+        workers = [job.worker_id for job, _ in jobs]
+        numbers = dict(conn.execute(SQL_START_ATTEMPTS, {"ids": ids, "workers": workers,
+                                                          "now": now_ms}).fetchall())
+        return [Claim(job=job, token=token, attempt=numbers[job.id], worker_id=job.worker_id or "")
+                for job, token in jobs]
 
     @_translated
     def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from ..crashpoints import crash_point
+from ..crashpoints import armed, crash_point
 from ..errors import (
     DuplicateJob,
     NotFound,
@@ -23,13 +23,12 @@ from ..errors import (
     StoreError,
     WrongState,
 )
-from ..lifecycle import Outcome
 from ..model import Attempt, Job, JobState, NewJob, SupervisorInfo, WorkerInfo
 from ..paths import check_private, private_dir
 from ..timeutil import now as utcnow
 from ..timeutil import to_ms
 from . import migrations
-from .base import Claim, Heartbeat, HeldJob
+from .base import Claim, Heartbeat, HeldJob, Result, Settlement, SettleShortcuts
 from .fifo_wakeup import FifoListener, fifo_path, poke
 from .rows import (
     ATTEMPT_COLUMNS,
@@ -40,9 +39,8 @@ from .rows import (
     attempt_from_row,
     first_repeated,
     held_from_row,
-    inserted_job,
     job_from_row,
-    new_job_values,
+    new_job_rows,
     supervisor_values,
     time_or_none,
     worker_from_row,
@@ -72,12 +70,11 @@ UPDATE jobs
                ORDER BY priority, run_at, seq LIMIT 1)
 RETURNING {JOB_COLUMNS}"""
 
-SQL_NEXT_ATTEMPT = "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?"
-
-SQL_INSERT_ATTEMPT = """
-INSERT INTO attempts (job_id, number, worker_id, started_at) VALUES (?, ?, ?, ?)"""
-
-SQL_SET_CURRENT_JOB = "UPDATE workers SET current_job = ? WHERE id = ?"
+# Numbered after every earlier attempt of the job, dlq retries included.
+SQL_START_ATTEMPT = """
+INSERT INTO attempts (job_id, number, worker_id, started_at)
+SELECT :id, coalesce(max(number), 0) + 1, :worker, :now FROM attempts WHERE job_id = :id
+RETURNING number"""
 
 SQL_FINISH = """
 UPDATE jobs
@@ -92,8 +89,6 @@ UPDATE jobs
 SQL_FINISH_ATTEMPT = """
 UPDATE attempts SET finished_at = ?, exit_code = ?, error = ?, stdout_path = ?, stderr_path = ?
  WHERE job_id = ? AND number = ?"""
-
-SQL_CLEAR_CURRENT_JOB = "UPDATE workers SET current_job = NULL WHERE current_job = ?"
 
 SQL_RETRY_DEAD = """
 UPDATE jobs
@@ -117,7 +112,7 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class SqliteStore:
+class SqliteStore(SettleShortcuts):
     """A queuectl database in one SQLite file."""
 
     def __init__(self, path: str, busy_timeout: float | None = None) -> None:
@@ -155,7 +150,7 @@ class SqliteStore:
             self._refuse_foreign(conn)  # before any setting below changes the file
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = " + os.environ.get("QQ_SYNC", "FULL"))
             # After a long reader held checkpoints back, shrink the -wal file again once
             # it is reset, instead of keeping its high-water size for ever.
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
@@ -248,17 +243,17 @@ class SqliteStore:
 
     @_translated
     def insert_jobs(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
-        created = to_ms(now)
         repeated = first_repeated([j.id for j in jobs])
         if repeated is not None:
             raise DuplicateJob(f"job id {repeated!r} appears twice")
+        values, records = new_job_rows(jobs, now)  # before the write lock is taken
         try:
             with self._write() as conn:
-                conn.executemany(SQL_INSERT_JOB, _crashable(new_job_values(j, created) for j in jobs))
+                conn.executemany(SQL_INSERT_JOB, _crashable(values) if armed("enqueue-row") else values)
         except sqlite3.IntegrityError:
             raise DuplicateJob(f"job {self._first_existing([j.id for j in jobs])!r} already exists") from None
         self.wake()
-        return [inserted_job(j, created) for j in jobs]
+        return records
 
     def _first_existing(self, ids: list[str]) -> str:
         for start in range(0, len(ids), 500):
@@ -344,51 +339,56 @@ class SqliteStore:
     # --- workers' verbs -----------------------------------------------------------
 
     @_translated
-    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
+    def settle(self, results: Sequence[Result], worker_ids: Sequence[str], now: datetime,
+               lease_seconds: float) -> Settlement:
         now_ms = to_ms(now)
-        with self._lock:
-            # A plain read first: idle workers then never take the write lock.
-            if self._conn.execute(SQL_FIRST_DUE, (now_ms,)).fetchone() is None:
-                return []
-        expires = to_ms(now + timedelta(seconds=lease_seconds))
-        claims: list[Claim] = []
+        if not results:
+            with self._lock:
+                # A plain read first: idle workers then never take the write lock.
+                if not worker_ids or self._conn.execute(SQL_FIRST_DUE, (now_ms,)).fetchone() is None:
+                    return Settlement([], [])
         with self._write() as conn:
-            for worker_id in worker_ids:
-                token = os.urandom(16).hex()
-                row = conn.execute(SQL_CLAIM, {"worker": worker_id, "token": token,
-                                               "expires": expires, "now": now_ms}).fetchone()
-                if row is None:
-                    break
-                job = job_from_row(row)
-                number = conn.execute(SQL_NEXT_ATTEMPT, (job.id,)).fetchone()[0]
-                conn.execute(SQL_INSERT_ATTEMPT, (job.id, number, worker_id, now_ms))
-                conn.execute(SQL_SET_CURRENT_JOB, (job.id, worker_id))
-                claims.append(Claim(job=job, token=token, attempt=number, worker_id=worker_id))
-        return claims
-
-    @_translated
-    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
-                       now: datetime, stdout_path: str | None = None,
-                       stderr_path: str | None = None, stdout_tail: bytes | None = None,
-                       stderr_tail: bytes | None = None) -> bool:
-        # The tails are not stored: a SQLite database and its log files share one host.
-        now_ms = to_ms(now)
-        finished = None if outcome.state is JobState.PENDING else now_ms
-        with self._write() as conn:
-            applied = conn.execute(SQL_FINISH, {
-                "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
-                "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
-                "exit_code": outcome.exit_code, "error": outcome.error, "finished": finished,
-                "now": now_ms, "id": job_id, "token": token,
-            }).rowcount == 1
-            if applied:
-                # An uncounted attempt keeps its record too, so its number (and log files)
-                # are never reused.
-                conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
-                                                  stdout_path, stderr_path, job_id, attempt))
-                conn.execute(SQL_CLEAR_CURRENT_JOB, (job_id,))
+            applied = [self._finish(conn, result, now_ms) for result in results]
+            if any(applied):
                 crash_point("in-result-transaction")
+            claims = self._claim(conn, worker_ids, now_ms,
+                                 to_ms(now + timedelta(seconds=lease_seconds)))
+        return Settlement(applied, claims)
+
+    @staticmethod
+    def _finish(conn: sqlite3.Connection, result: Result, now_ms: int) -> bool:
+        # The tails are not stored: a SQLite database and its log files share one host.
+        outcome = result.outcome
+        applied = conn.execute(SQL_FINISH, {
+            "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
+            "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
+            "exit_code": outcome.exit_code, "error": outcome.error,
+            "finished": None if outcome.state is JobState.PENDING else now_ms,
+            "now": now_ms, "id": result.job_id, "token": result.token,
+        }).rowcount == 1
+        if applied:
+            # An uncounted attempt keeps its record too, so its number (and log files)
+            # are never reused.
+            conn.execute(SQL_FINISH_ATTEMPT, (now_ms, outcome.exit_code, outcome.error,
+                                              result.stdout_path, result.stderr_path,
+                                              result.job_id, result.attempt))
         return applied
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, worker_ids: Sequence[str], now_ms: int,
+               expires_ms: int) -> list[Claim]:
+        claims: list[Claim] = []
+        for worker_id in worker_ids:
+            token = os.urandom(16).hex()
+            row = conn.execute(SQL_CLAIM, {"worker": worker_id, "token": token,
+                                           "expires": expires_ms, "now": now_ms}).fetchone()
+            if row is None:
+                break
+            job = job_from_row(row)
+            number = conn.execute(SQL_START_ATTEMPT, {"id": job.id, "worker": worker_id,
+                                                      "now": now_ms}).fetchone()[0]
+            claims.append(Claim(job=job, token=token, attempt=number, worker_id=worker_id))
+        return claims
 
     @_translated
     def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,

@@ -1,20 +1,23 @@
 """``worker start``: one process, N worker slots.
 
-The supervisor's main thread is the only one that talks to the store: it
-claims due jobs for free slots, writes every attempt's outcome, heartbeats,
-recovers lost jobs and watches for stop requests. Each running attempt is an
-``Execution`` in its own thread that only runs the command and reports back.
+The supervisor's main thread does everything but fencing: it claims due jobs
+for free slots, runs every attempt (an ``Execution``, driven by this loop, not a
+thread of its own), writes their outcomes, heartbeats, recovers lost jobs and
+watches for stop requests. A watchdog thread only kills jobs whose lease could not
+be renewed in time.
 
-The main thread sleeps in one ``select`` on: the store's wake-up channel (a
-job was enqueued), a pipe that finished executions poke, and the signal
+The main thread sleeps in one ``poll`` on: the store's wake-up channel (a job was
+enqueued), every running attempt's output pipes and exit descriptor, and the signal
 wake-up fd. Its timeout is the next of: the poll interval (fallback for a lost
-wake-up), the next heartbeat, the next retry falling due. Nothing sleeps per job.
+wake-up), the next heartbeat, the next retry falling due, the next attempt's timeout
+or kill escalation. Nothing sleeps per job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
 import select
 import signal
@@ -29,12 +32,12 @@ from types import FrameType
 from ..config import Config
 from ..crashpoints import crash_point
 from ..errors import StoreCorrupt, StoreError
-from ..lifecycle import decide, format_seconds
+from ..lifecycle import Outcome, decide, format_seconds
 from ..liveness import hostname, start_time
 from ..model import UNFINISHED_STATES, JobState, SupervisorInfo
 from ..paths import private_dir
 from ..store import Claim, Store
-from ..store.base import Listener
+from ..store.base import Listener, Result
 from ..timeutil import iso
 from ..timeutil import now as utcnow
 from .jobenv import job_environment
@@ -48,6 +51,12 @@ STORE_RETRY_DELAY = 0.5
 #: Self-fencing: a job whose lease we could not renew for this fraction of lease-timeout
 #: is killed, so it is dead before its lease can expire and another worker rerun it.
 FENCE_FRACTION = 0.8
+#: Seconds between reads of the stored config: running workers see a change this soon
+#: (at once after a control wake-up) without a query on every turn of a busy loop.
+CONFIG_REFRESH = 0.1
+#: Threads that spawn jobs (see Supervisor.__init__); two keep both cores of a small
+#: machine spawning, more only contend for the interpreter lock.
+SPAWNER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -80,13 +89,19 @@ class Supervisor:
         self.jobs_run = 0
         self._signals = 0
         self._check_control = False
+        self._woken = False  # this turn consumed a FIFO wake-up
         self._clock_offset = timedelta(0)
         self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
         self._watchdog_stop = threading.Event()
         self._env_for: tuple[str, dict[str, str]] | None = None  # (env-allow, environment)
-        self._done_r, self._done_w = os.pipe()
-        os.set_blocking(self._done_r, False)
-        os.set_blocking(self._done_w, False)
+        # Spawning blocks its caller until the child has exec'd (about half a millisecond):
+        # spawner threads take that off the main loop, which meanwhile commits and reaps.
+        # They only spawn, then poke `_launched_w` so the loop watches the new job.
+        self._to_launch: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
+        self._launched_r, self._launched_w = os.pipe()
+        os.set_blocking(self._launched_r, False)
+        self._spawners = [threading.Thread(target=self._spawner, name=f"spawner-{n}", daemon=True)
+                          for n in range(min(count, SPAWNER_THREADS))]
 
     # --- public -----------------------------------------------------------------
 
@@ -94,6 +109,7 @@ class Supervisor:
         """Run until stopped (signal, ``worker stop``) or, with stop_when_empty, until no
         job is pending, failed or processing."""
         self._last_config = self._config()
+        self._config_due = time.monotonic() + CONFIG_REFRESH
         self._next_heartbeat = 0.0
         self._sync_clock()
         started = self._now()
@@ -118,6 +134,8 @@ class Supervisor:
                             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
         watchdog = threading.Thread(target=self._fence_watchdog, name="fence", daemon=True)
         watchdog.start()
+        for spawner in self._spawners:
+            spawner.start()
         try:
             while True:
                 try:
@@ -132,13 +150,16 @@ class Supervisor:
                     self._wait(listener, signal_r, STORE_RETRY_DELAY)
         finally:
             self._watchdog_stop.set()
-            for execution in [e for _c, e in self.running.values()]:
-                execution.stop("interrupted")
-                execution.join()
-            self._collect_finished()
+            self._interrupt_all()
+            for _spawner in self._spawners:
+                self._to_launch.put(None)
+            for spawner in self._spawners:
+                spawner.join()
+            os.close(self._launched_r)
+            os.close(self._launched_w)
             try:
-                self._write_results(self._last_config, final=True)
-            except StoreCorrupt as exc:
+                self._settle(self._last_config, final=True)
+            except StoreError as exc:
                 log.error("could not record results: %s", exc)
             listener.close()
             if handles_signals:
@@ -155,10 +176,11 @@ class Supervisor:
 
     def _step(self, listener: Listener, signal_r: int) -> bool:
         """One turn of the loop: results, heartbeat, claims, then sleep. False: exit."""
-        config = self._config(self._last_config)
-        self._last_config = config
+        if time.monotonic() >= self._config_due or self._check_control:
+            self._last_config = self._config(self._last_config)
+            self._config_due = time.monotonic() + CONFIG_REFRESH
+        config = self._last_config
         self._collect_finished()
-        self._write_results(config)
         if self.forced:
             for _claim, execution in self.running.values():
                 execution.stop("interrupted")
@@ -166,9 +188,12 @@ class Supervisor:
             self._check_control = False
             self._maintain(config)
             self._next_heartbeat = time.monotonic() + config.lease_timeout / 3
-        claimed = self._claim(config) if (self.free and not self.stopping) else 0
-        if claimed and not self.free:
-            self.store.wake()  # more may be due: pass the wake-up on to an idle supervisor
+        claimed = self._settle(config)
+        if self._woken and claimed and not self.free:
+            # We took a wake-up (one reader gets each) and filled every slot: more may be
+            # due, so pass it on to an idle supervisor.
+            self.store.wake()
+        self._woken = False
         if self.stopping and not self.running and (not self.pending_results or self.forced):
             # A forced stop gives up results it could not write: their leases expire and
             # recovery reruns those jobs, so nothing is lost.
@@ -181,24 +206,52 @@ class Supervisor:
         return True
 
     def _wait(self, listener: Listener, signal_r: int, timeout: float) -> None:
-        """Sleep until a wake-up, a finished job, a signal, or ``timeout`` seconds.
+        """Sleep until a wake-up, output or exit of a running job, a signal, or
+        ``timeout`` seconds.
 
         A fresh poll set each time: the listener's descriptor changes when its
         connection is re-established."""
         poller = select.poll()
-        poller.register(self._done_r, select.POLLIN)
         poller.register(signal_r, select.POLLIN)
         # A FIFO wake-up goes to one reader only: a busy supervisor leaves it to idle ones.
         wanted = listener.broadcast or (self.free and not self.stopping)
         listen_fd = listener.fileno() if wanted else None
         if listen_fd is not None:
             poller.register(listen_fd, select.POLLIN)
-        for fd, _event in poller.poll(timeout * 1000):
+        for fd in self._poll_jobs(poller, timeout):
             if fd == listen_fd:
-                if "control" in listener.drain():
+                kinds = listener.drain()
+                if "control" in kinds:
                     self._check_control = True
+                self._woken = not listener.broadcast
             else:
                 _drain(fd)
+
+    def _poll_jobs(self, poller: "select.poll", timeout: float) -> list[int]:
+        """Poll the running attempts' descriptors along with ``poller``'s own, for at
+        most ``timeout`` seconds (less when an attempt's timeout or kill escalation is
+        due sooner), and drive the attempts. Returns the other descriptors that fired."""
+        by_fd: dict[int, Execution] = {}
+        poller.register(self._launched_r, select.POLLIN)  # new jobs' descriptors to watch
+        for _claim, execution in self.running.values():
+            for fd in execution.fds():
+                by_fd[fd] = execution
+                poller.register(fd, select.POLLIN)
+            due = execution.next_due()
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - time.monotonic()))
+        others = []
+        for fd, _event in poller.poll(timeout * 1000):
+            if fd in by_fd:
+                by_fd[fd].on_ready(fd)
+            elif fd == self._launched_r:
+                _drain(fd)
+            else:
+                others.append(fd)
+        for _claim, execution in list(self.running.values()):
+            execution.tick()  # timeouts and kill escalation that no descriptor announces
+        self._collect_finished()
+        return others
 
     # --- signals ----------------------------------------------------------------
 
@@ -273,35 +326,17 @@ class Supervisor:
                     execution.stop("lost", at_once=True)
                     self._renewed.pop(token, None)
 
-    def _claim(self, config: Config) -> int:
-        asked = time.monotonic()
-        # A failure propagates to the loop, which waits before trying again: returning
-        # "nothing claimed" here would spin, since the due jobs are still due.
-        claims = self.store.claim(self.free, self._now(), config.lease_timeout)
-        if claims:
-            crash_point("after-claim")
-        for claim in claims:
-            self.free.remove(claim.worker_id)
-            job = claim.job
-            timeout = job.timeout if job.timeout is not None else (config.job_timeout or None)
-            spec = RunSpec(job_id=job.id, command=job.command, attempt=claim.attempt,
-                           timeout=timeout, max_log_bytes=config.max_log_bytes,
-                           log_dir=self.log_dir, env=self._job_env(config.env_allow))
-            execution = Execution(spec, self._on_done)
-            self.running[claim.token] = (claim, execution)
-            self._renewed[claim.token] = asked
-            log.info("%s: started job %s (attempt %d): %s", claim.worker_id, job.id, claim.attempt,
-                     _short(job.command))
-            execution.start()
-        return len(claims)
-
     def _on_done(self, execution: Execution) -> None:
-        """Called from an execution's thread."""
+        """Called from the loop, or from a spawner thread when a job could not start."""
         self.finished.append(execution)
-        try:
-            os.write(self._done_w, b"x")
-        except BlockingIOError:
-            pass  # the pipe is full: the main thread is already due to wake
+
+    def _interrupt_all(self) -> None:
+        """On the way out: stop every running attempt and drive them to their end (a
+        SIGTERM, then SIGKILL after the grace period)."""
+        for _claim, execution in self.running.values():
+            execution.stop("interrupted")
+        while self.running:
+            self._poll_jobs(select.poll(), 1.0)
 
     def _collect_finished(self) -> None:
         while self.finished:
@@ -313,48 +348,88 @@ class Supervisor:
                     self.pending_results.append((claim, execution))
                     self.free.append(claim.worker_id)
 
-    def _write_results(self, config: Config, final: bool = False) -> None:
-        if not self.pending_results:
-            return
+    def _settle(self, config: Config, final: bool = False) -> int:
+        """Write the results of finished attempts and claim jobs for free slots in one
+        transaction (group commit), then start the claimed jobs. Returns how many.
+
+        Results are never held back to gather more: whatever finished while the last
+        commit was in flight goes into this one. On a store error the results stay
+        pending and the loop tries again shortly; nothing was claimed."""
+        want = [] if final or self.stopping else list(self.free)
+        if not self.pending_results and not want:
+            return 0
         # `config` was read at the start of this turn of the loop: backoff is as of now.
-        still: list[tuple[Claim, Execution]] = []
+        asked = time.monotonic()
+        now = self._now()
+        results = []
         for claim, execution in self.pending_results:
             report = execution.report
             assert report is not None
-            now = self._now()
             job = claim.job
             outcome = decide(job.attempts, job.max_retries, report.result, config, now)
+            results.append(Result(job.id, claim.token, claim.attempt, outcome,
+                                  report.stdout_path, report.stderr_path, report.stdout_tail,
+                                  report.stderr_tail))
+        if results:
             crash_point("before-result")
+        # A failure propagates to the loop, which waits before trying again: returning
+        # "nothing claimed" here would spin, since the due jobs are still due.
+        settled = self.store.settle(results, want, now, config.lease_timeout)
+        for (claim, execution), result, applied in zip(self.pending_results, results,
+                                                       settled.applied):
+            self._log_result(claim, execution, result.outcome, applied)
+        self.pending_results = []
+        if settled.claims:
+            crash_point("after-claim")
+        for claim in settled.claims:
+            self._start(claim, config, asked)
+        return len(settled.claims)
+
+    def _start(self, claim: Claim, config: Config, asked: float) -> None:
+        self.free.remove(claim.worker_id)
+        job = claim.job
+        timeout = job.timeout if job.timeout is not None else (config.job_timeout or None)
+        spec = RunSpec(job_id=job.id, command=job.command, attempt=claim.attempt,
+                       timeout=timeout, max_log_bytes=config.max_log_bytes,
+                       log_dir=self.log_dir, env=self._job_env(config.env_allow))
+        execution = Execution(spec, self._on_done)
+        self.running[claim.token] = (claim, execution)
+        self._renewed[claim.token] = asked
+        log.info("%s: started job %s (attempt %d): %s", claim.worker_id, job.id, claim.attempt,
+                 _short(job.command))
+        self._to_launch.put(execution)
+
+    def _spawner(self) -> None:
+        """A spawner thread: launch executions until told to stop (None)."""
+        while (execution := self._to_launch.get()) is not None:
+            execution.launch()
             try:
-                applied = self.store.finish_attempt(job.id, claim.token, claim.attempt, outcome,
-                                                    now, report.stdout_path, report.stderr_path,
-                                                    report.stdout_tail, report.stderr_tail)
-            except StoreCorrupt:
-                raise
-            except StoreError as exc:
-                log.error("could not record job %s: %s (will retry)", job.id, exc)
-                still.append((claim, execution))
-                continue
-            if outcome.counts:
-                self.jobs_run += 1
-            took = format_seconds(round(report.finished - report.started, 3))
-            if not applied:
-                log.warning("%s: job %s attempt %d finished but its lease was lost: result "
-                            "discarded", claim.worker_id, job.id, claim.attempt)
-            elif outcome.state is JobState.COMPLETED:
-                log.info("%s: job %s completed in %s", claim.worker_id, job.id, took)
-            elif outcome.state is JobState.FAILED:
-                log.info("%s: job %s failed (%s) after %s; retry %d of %d at %s", claim.worker_id,
-                         job.id, outcome.error, took, job.attempts, job.max_retries,
-                         iso(outcome.run_at))
-            elif outcome.state is JobState.DEAD:
-                log.info("%s: job %s failed (%s); no retries left: moved to the DLQ",
-                         claim.worker_id, job.id, outcome.error)
-            else:
-                log.info("%s: job %s stopped and returned to pending", claim.worker_id, job.id)
-        self.pending_results = still
-        if still and not final:
-            time.sleep(STORE_RETRY_DELAY)
+                os.write(self._launched_w, b"x")
+            except BlockingIOError:
+                pass  # the pipe is full: the loop is already due to wake
+
+    def _log_result(self, claim: Claim, execution: Execution, outcome: Outcome,
+                    applied: bool) -> None:
+        report = execution.report
+        assert report is not None
+        job = claim.job
+        if outcome.counts:
+            self.jobs_run += 1
+        took = format_seconds(round(report.finished - report.started, 3))
+        if not applied:
+            log.warning("%s: job %s attempt %d finished but its lease was lost: result "
+                        "discarded", claim.worker_id, job.id, claim.attempt)
+        elif outcome.state is JobState.COMPLETED:
+            log.info("%s: job %s completed in %s", claim.worker_id, job.id, took)
+        elif outcome.state is JobState.FAILED:
+            log.info("%s: job %s failed (%s) after %s; retry %d of %d at %s", claim.worker_id,
+                     job.id, outcome.error, took, job.attempts, job.max_retries,
+                     iso(outcome.run_at))
+        elif outcome.state is JobState.DEAD:
+            log.info("%s: job %s failed (%s); no retries left: moved to the DLQ",
+                     claim.worker_id, job.id, outcome.error)
+        else:
+            log.info("%s: job %s stopped and returned to pending", claim.worker_id, job.id)
 
     def _maintain(self, config: Config) -> None:
         asked = time.monotonic()

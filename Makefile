@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos campaign install clean
+.PHONY: demo test chaos campaign bench bench-peers install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "queuectl needs Python >= 3.11")'
@@ -43,6 +43,18 @@ campaign: $(STAMP)
 	QUEUECTL_FUZZ_EXAMPLES=10000 QUEUECTL_SOAK=1 $(BIN)/python -m pytest -q -n 2 \
 		tests/store/test_store_model.py tests/e2e/test_crash_points.py \
 		tests/e2e/test_durability.py tests/e2e/test_hostile_input.py tests/worker/test_hygiene.py
+
+# Performance: queuectl's own figures (drain, pickup, bulk enqueue, one CLI call, a
+# 1,000,000-row table, idle cost), min / median / max of 3 runs, raw results in
+# benchmarks/results/. bench-peers runs the same workloads on task-spooler, Huey, RQ
+# and procrastinate, installed into benchmarks/.peers-venv. See docs/performance.md.
+bench: $(STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
+	$(BIN)/python benchmarks/bench.py
+
+bench-peers: $(STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
+	$(BIN)/python benchmarks/bench.py --peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -150,7 +150,7 @@ class SqliteStore(SettleShortcuts):
             self._refuse_foreign(conn)  # before any setting below changes the file
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = " + os.environ.get("QQ_SYNC", "FULL"))
+            conn.execute("PRAGMA synchronous = FULL")
             # After a long reader held checkpoints back, shrink the -wal file again once
             # it is reset, instead of keeping its high-water size for ever.
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")

@@ -6,7 +6,6 @@ reject exactly the same jobs with the same messages.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -40,7 +39,7 @@ class InvalidEntry(InvalidInput):
 # --- ids -------------------------------------------------------------------
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit value as two digits
 _id_lock = threading.Lock()
 _last_id = [0, 0]  # (ms, random) of the last id, to keep ids monotonic within a process
 
@@ -61,9 +60,14 @@ def new_id() -> str:
             rand = int.from_bytes(os.urandom(10), "big")
         _last_id[0], _last_id[1] = ms, rand
     value = (ms << 80) | (rand & ((1 << 80) - 1))
-    # 26 base32 digits are 130 bits: the 128-bit value with two leading zero bits, which
-    # base64's encoder (in C) turns into RFC 4648 letters when aligned to 17 bytes.
-    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].decode().translate(_TO_CROCKFORD)
+    # 26 base32 digits are 130 bits: thirteen 10-bit pairs of digits, from a table
+    # (bulk enqueue makes 100,000 ids; digit by digit was a third of its time).
+    p = _PAIRS
+    return (p[value >> 120] + p[(value >> 110) & 1023] + p[(value >> 100) & 1023]
+            + p[(value >> 90) & 1023] + p[(value >> 80) & 1023] + p[(value >> 70) & 1023]
+            + p[(value >> 60) & 1023] + p[(value >> 50) & 1023] + p[(value >> 40) & 1023]
+            + p[(value >> 30) & 1023] + p[(value >> 20) & 1023] + p[(value >> 10) & 1023]
+            + p[value & 1023])
 
 
 def check_id(value: object) -> str:

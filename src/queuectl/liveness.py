@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from datetime import datetime
 
 from .model import SupervisorInfo
@@ -18,7 +17,7 @@ from .model import SupervisorInfo
 def hostname() -> str:
     """This host's name as workers record it. ``QUEUECTL_HOSTNAME`` overrides it: hosts
     sharing a name (containers, clones) must set distinct ones."""
-    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
+    return os.environ.get("QUEUECTL_HOSTNAME") or os.uname().nodename  # gethostname(), without importing socket
 
 
 def start_time(pid: int) -> int | None:

@@ -76,10 +76,16 @@ def job_detail(job: Job, history: Sequence[Attempt], colour: bool) -> str:
 
 
 def status_text(counts: dict[JobState, int], active: int, colour: bool) -> str:
-    rows: list[tuple[str, object]] = [(state_text(state, colour), counts.get(state, 0))
-                                      for state in JobState]
-    rows.append(("workers", f"{active} active"))
-    return table(["STATE", "JOBS"], rows)
+    """The same layout as ``table``, drawn by hand: ``status`` is called in loops and
+    importing tabulate would double its time."""
+    rows = [(state.value, state_text(state, colour), str(counts.get(state, 0)))
+            for state in JobState]
+    rows.append(("workers", "workers", f"{active} active"))
+    first = max(len("STATE"), *(len(plain) for plain, _shown, _n in rows))
+    second = max(len("JOBS"), *(len(n) for _plain, _shown, n in rows))
+    lines = [f"{'STATE'.ljust(first)}  JOBS", f"{'-' * first}  {'-' * second}"]
+    lines += [f"{shown}{' ' * (first - len(plain))}  {n}" for plain, shown, n in rows]
+    return "\n".join(lines)
 
 
 def workers_table(workers: Sequence[WorkerInfo]) -> str:

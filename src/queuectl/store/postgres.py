@@ -64,6 +64,44 @@ ENV_SCHEMA = "QUEUECTL_PG_SCHEMA"
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 CONNECT_TIMEOUT = 5
 
+# A settle is two statements sent together (pipeline mode) in one transaction: one
+# round trip to the server however many results and claims it carries.
+
+# Every result of the batch, each applied only under its lease token (fencing); the
+# ids that applied come back.
+SQL_FINISH_ALL = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[], %(attempts)s::int[],
+                         %(states)s::text[], %(uncounts)s::int[], %(run_ats)s::bigint[],
+                         %(exit_codes)s::int[], %(errors)s::text[], %(stdout_paths)s::text[],
+                         %(stderr_paths)s::text[], %(stdout_tails)s::bytea[],
+                         %(stderr_tails)s::bytea[])
+        AS r(id, token, attempt, state, uncount, run_at, exit_code, error, stdout_path,
+             stderr_path, stdout_tail, stderr_tail)
+), done AS (
+    UPDATE jobs j
+       SET state = r.state, attempts = j.attempts - r.uncount, run_at = coalesce(r.run_at, j.run_at),
+           exit_code = CASE WHEN r.uncount = 1 THEN j.exit_code ELSE r.exit_code END,
+           last_error = CASE WHEN r.uncount = 1 THEN j.last_error ELSE r.error END,
+           started_at = CASE WHEN r.uncount = 1 THEN NULL ELSE j.started_at END,
+           worker_id = CASE WHEN r.uncount = 1 THEN NULL ELSE j.worker_id END,
+           finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE %(now)s END,
+           updated_at = %(now)s, lease_token = NULL, lease_expires_at = NULL
+      FROM r
+     WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'processing'
+    RETURNING j.id
+), recorded AS (
+    -- An uncounted attempt keeps its record too, so its number is never reused.
+    UPDATE attempts a
+       SET finished_at = %(now)s, exit_code = r.exit_code, error = r.error,
+           stdout_path = r.stdout_path, stderr_path = r.stderr_path,
+           stdout_tail = r.stdout_tail, stderr_tail = r.stderr_tail
+      FROM r JOIN done ON done.id = r.id
+     WHERE a.job_id = r.id AND a.number = r.attempt
+)
+SELECT id FROM done"""
+
+# Up to one due job per worker slot, each with its new attempt record and number.
 SQL_CLAIM = f"""
 WITH picked AS (
     SELECT seq FROM jobs
@@ -76,39 +114,24 @@ WITH picked AS (
 ), slots AS (
     SELECT worker, token, n
       FROM unnest(%(workers)s::text[], %(tokens)s::text[]) WITH ORDINALITY AS s(worker, token, n)
+), claimed AS (
+    UPDATE jobs j
+       SET state = 'processing', attempts = j.attempts + 1, worker_id = slots.worker,
+           lease_token = slots.token, lease_expires_at = %(expires)s, started_at = %(now)s,
+           finished_at = NULL, updated_at = %(now)s
+      FROM numbered JOIN slots ON slots.n = numbered.n
+     WHERE j.seq = numbered.seq
+    RETURNING j.*
+), started AS (
+    INSERT INTO attempts (job_id, number, worker_id, started_at)
+    SELECT c.id, coalesce((SELECT max(a.number) FROM attempts a WHERE a.job_id = c.id), 0) + 1,
+           c.worker_id, %(now)s
+      FROM claimed c
+    RETURNING job_id, number
 )
-UPDATE jobs j
-   SET state = 'processing', attempts = j.attempts + 1, worker_id = slots.worker,
-       lease_token = slots.token, lease_expires_at = %(expires)s, started_at = %(now)s,
-       finished_at = NULL, updated_at = %(now)s
-  FROM numbered JOIN slots ON slots.n = numbered.n
- WHERE j.seq = numbered.seq
-RETURNING {', '.join('j.' + c.strip() for c in JOB_COLUMNS.split(','))}, j.lease_token"""
-
-SQL_START_ATTEMPTS = """
-INSERT INTO attempts (job_id, number, worker_id, started_at)
-SELECT c.job_id, coalesce((SELECT max(a.number) FROM attempts a WHERE a.job_id = c.job_id), 0) + 1,
-       c.worker, %(now)s
-  FROM unnest(%(ids)s::text[], %(workers)s::text[]) AS c(job_id, worker)
-RETURNING job_id, number"""
-
-SQL_FINISH = """
-UPDATE jobs
-   SET state = %(state)s, attempts = attempts - %(uncount)s, run_at = coalesce(%(run_at)s, run_at),
-       exit_code = CASE WHEN %(uncount)s = 1 THEN exit_code ELSE %(exit_code)s END,
-       last_error = CASE WHEN %(uncount)s = 1 THEN last_error ELSE %(error)s END,
-       started_at = CASE WHEN %(uncount)s = 1 THEN NULL ELSE started_at END,
-       worker_id = CASE WHEN %(uncount)s = 1 THEN NULL ELSE worker_id END,
-       finished_at = %(finished)s, updated_at = %(now)s, lease_token = NULL,
-       lease_expires_at = NULL
- WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'"""
-
-SQL_FINISH_ATTEMPT = """
-UPDATE attempts
-   SET finished_at = %(now)s, exit_code = %(exit_code)s, error = %(error)s,
-       stdout_path = %(stdout_path)s, stderr_path = %(stderr_path)s,
-       stdout_tail = %(stdout_tail)s, stderr_tail = %(stderr_tail)s
- WHERE job_id = %(id)s AND number = %(attempt)s"""
+SELECT {', '.join('c.' + c.strip() for c in JOB_COLUMNS.split(','))}, c.lease_token, s.number
+  FROM claimed c JOIN started s ON s.job_id = c.id
+ ORDER BY c.priority, c.run_at, c.seq"""
 
 SQL_RETRY_DEAD = """
 UPDATE jobs
@@ -151,6 +174,22 @@ def _translated(method: Callable[..., T]) -> Callable[..., T]:
             raise StoreError(f"database {self.url}: {_first_line(exc)}") from exc
 
     return wrapper
+
+
+def _finish_params(results: Sequence[Result], now_ms: int) -> dict[str, Any]:
+    """SQL_FINISH_ALL's parameters: one array per column, one element per result."""
+    outcomes = [r.outcome for r in results]
+    return {
+        "now": now_ms, "ids": [r.job_id for r in results], "tokens": [r.token for r in results],
+        "attempts": [r.attempt for r in results], "states": [o.state.value for o in outcomes],
+        "uncounts": [0 if o.counts else 1 for o in outcomes],
+        "run_ats": [None if o.run_at is None else to_ms(o.run_at) for o in outcomes],
+        "exit_codes": [o.exit_code for o in outcomes], "errors": [o.error for o in outcomes],
+        "stdout_paths": [r.stdout_path for r in results],
+        "stderr_paths": [r.stderr_path for r in results],
+        "stdout_tails": [r.stdout_tail for r in results],
+        "stderr_tails": [r.stderr_tail for r in results],
+    }
 
 
 def _first_line(exc: BaseException) -> str:
@@ -334,55 +373,24 @@ class PostgresStore(SettleShortcuts):
         if not results and not worker_ids:
             return Settlement([], [])
         now_ms = to_ms(now)
-        with self._tx() as conn:
-            applied = [self._finish(conn, result, now_ms) for result in results]
-            if any(applied):
-                crash_point("in-result-transaction")
-            if any(r.outcome.state in (JobState.FAILED, JobState.PENDING)
-                   for r, done in zip(results, applied) if done):
-                self._notify(conn, "jobs")  # idle workers recompute when the next job is due
-            claims = self._claim(conn, worker_ids, now_ms,
-                                 to_ms(now + timedelta(seconds=lease_seconds)))
-        return Settlement(applied, claims)
-
-    @staticmethod
-    def _finish(conn: "psycopg.Connection[Any]", result: Result, now_ms: int) -> bool:
-        outcome = result.outcome
-        applied = conn.execute(SQL_FINISH, {
-            "state": outcome.state.value, "uncount": 0 if outcome.counts else 1,
-            "run_at": None if outcome.run_at is None else to_ms(outcome.run_at),
-            "exit_code": outcome.exit_code, "error": outcome.error,
-            "finished": None if outcome.state is JobState.PENDING else now_ms,
-            "now": now_ms, "id": result.job_id, "token": result.token,
-        }).rowcount == 1
-        if applied:
-            # An uncounted attempt keeps its record too, so its number is never reused.
-            conn.execute(SQL_FINISH_ATTEMPT, {
-                "now": now_ms, "exit_code": outcome.exit_code, "error": outcome.error,
-                "stdout_path": result.stdout_path, "stderr_path": result.stderr_path,
-                "stdout_tail": result.stdout_tail, "stderr_tail": result.stderr_tail,
-                "id": result.job_id, "attempt": result.attempt})
-        return applied
-
-    @staticmethod
-    def _claim(conn: "psycopg.Connection[Any]", worker_ids: Sequence[str], now_ms: int,
-               expires_ms: int) -> list[Claim]:
-        if not worker_ids:
-            return []
         tokens = [os.urandom(16).hex() for _ in worker_ids]
-        rows = conn.execute(SQL_CLAIM, {
-            "now": now_ms, "limit": len(worker_ids), "workers": list(worker_ids),
-            "tokens": tokens, "expires": expires_ms,
-        }).fetchall()
-        if not rows:
-            return []
-        jobs = [(job_from_row(row), row[15]) for row in rows]
-        ids = [job.id for job, _ in jobs]
-        workers = [job.worker_id for job, _ in jobs]
-        numbers = dict(conn.execute(SQL_START_ATTEMPTS, {"ids": ids, "workers": workers,
-                                                          "now": now_ms}).fetchall())
-        return [Claim(job=job, token=token, attempt=numbers[job.id], worker_id=job.worker_id or "")
-                for job, token in jobs]
+        with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            finished = conn.execute(SQL_FINISH_ALL, _finish_params(results, now_ms)) \
+                if results else None
+            claimed = conn.execute(SQL_CLAIM, {
+                "now": now_ms, "limit": len(worker_ids), "workers": list(worker_ids),
+                "tokens": tokens, "expires": to_ms(now + timedelta(seconds=lease_seconds)),
+            }) if worker_ids else None
+            done = {row[0] for row in finished.fetchall()} if finished is not None else set()
+            rows = claimed.fetchall() if claimed is not None else []
+            if done:
+                crash_point("in-result-transaction")
+            if any(r.outcome.state in (JobState.FAILED, JobState.PENDING) and r.job_id in done
+                   for r in results):
+                self._notify(conn, "jobs")  # idle workers recompute when the next job is due
+        claims = [Claim(job=job_from_row(row), token=row[15], attempt=row[16],
+                        worker_id=row[14] or "") for row in rows]
+        return Settlement([r.job_id in done for r in results], claims)
 
     @_translated
     def heartbeat(self, supervisor_id: str, tokens: Sequence[str], now: datetime,

@@ -149,12 +149,26 @@ def run(args: argparse.Namespace) -> int:
     os.environ["XDG_DATA_HOME"] = env["XDG_DATA_HOME"]
     with Queue(db) as queue:  # in-process: thousands of histories, one connection
         histories = {job["id"]: queue.attempts(job["id"]) for job in jobs}
+    ends = Counter((e[1], e[2]) for e in events if e[0] == "end")
+    # Attempt records and journal starts agree: every start has its record, and a record
+    # without a start is an attempt a kill cut short before the command's first
+    # instruction, so it never ends "completed". The attempt that completed the job
+    # journaled both its start and its end.
+    unjournaled = 0
     for job in jobs:
         history = histories[job["id"]]
         recoveries += sum(1 for a in history if a.error == "worker lost")
         numbers = {a.number for a in history}
         beyond += sum(1 for (job_id, attempt) in starts if job_id == job["id"]
                       and int(attempt) not in numbers)
+        for a in history:
+            key = (job["id"], str(a.number))
+            if key not in starts and a.error is None and a.exit_code == 0:
+                unjournaled += 1  # "completed" without ever running
+        final = [a for a in history if a.error is None and a.exit_code == 0]
+        if job["state"] == "completed" and (len(final) != 1 or (
+                job["id"], str(final[0].number)) not in ends):
+            unjournaled += 1
     problems = []
     if sqlite_file := (None if "://" in db else Path(db)):
         with sqlite3.connect(sqlite_file) as conn:
@@ -166,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
             problems.append(f"-wal is {wal.stat().st_size} bytes")
     for name, value in (("overlaps", overlaps), ("lost", lost), ("processing", processing),
                         ("attempts started twice", restarted_attempts),
-                        ("starts without an attempt record", beyond)):
+                        ("starts without an attempt record", beyond),
+                        ("completed attempts the journal does not show", unjournaled)):
         if value:
             problems.append(f"{name}={value}")
     print(f"chaos: jobs={args.jobs} kills={sum(kills.values())} (supervisors={kills['supervisor']} "

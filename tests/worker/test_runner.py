@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from queuectl.liveness import start_time
 from queuectl.worker.runner import KILL_GRACE, Execution, RunReport, RunSpec
 
@@ -150,3 +152,31 @@ def test_a_log_folder_that_is_a_file_still_yields_a_result_with_a_clear_error(tm
     assert report.result.exit_code == 4
     assert report.result.log_error is not None and "cannot write log" in report.result.log_error
     assert report.stdout_path is None
+
+
+def test_the_job_inherits_no_descriptor_of_the_worker(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only stdin, stdout and stderr: not the database, a wake-up pipe, nor a descriptor
+    the worker itself inherited without close-on-exec (the first spawn of a process seals
+    every descriptor it has; a fresh process is simulated here)."""
+    from queuectl.worker import runner
+
+    leaked_r, leaked_w = os.pipe()
+    os.set_inheritable(leaked_r, True)  # as if whoever started the worker had leaked it
+    monkeypatch.setattr(runner, "_sealed", False)
+    try:
+        report = run(tmp_path, "ls /proc/$$/fd")
+    finally:
+        os.close(leaked_r)
+        os.close(leaked_w)
+    assert report.result.exit_code == 0
+    assert sorted(int(fd) for fd in read(report.stdout_path).split()) == [0, 1, 2]
+
+
+def test_the_job_gets_default_sigpipe_so_a_pipeline_ends_normally(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE; a job must not inherit that, or `yes | head -1` would make
+    `yes` fail with write errors instead of being ended by the signal."""
+    report = run(tmp_path, "yes | head -n 1")
+    assert report.result.exit_code == 0
+    assert read(report.stdout_path).splitlines() == [b"y"]
+    assert report.stderr_path is None  # no "yes: standard output: Broken pipe"

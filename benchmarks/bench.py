@@ -245,6 +245,8 @@ class Bench:
                 peer.close()
                 continue
             systems.append(peer)
+            for workload, note in getattr(peer, "notes", {}).items():
+                print(f"  ({name}, {workload}: {note})")
         try:
             for system in systems:
                 name = system.name

@@ -32,7 +32,7 @@ from typing import Self
 import pytest
 
 from queuectl.liveness import attempt_processes
-from queuectl.worker.runner import KILL_GRACE, Execution, RunReport, RunSpec
+from queuectl.worker.runner import KILL_GRACE, Execution, RunReport, RunSpec, base_environment
 from tests.conftest import Cli, kill_by_env, wait_until
 
 SOAK = os.environ.get("QUEUECTL_SOAK") == "1"
@@ -240,7 +240,7 @@ def test_a_timeout_leaves_no_process_in_the_group_within_timeout_plus_grace(
 
     spec = RunSpec(job_id=job_id, command=GROUP_COMMANDS[kind], attempt=1, timeout=TIMEOUT,
                    max_log_bytes=MB, log_dir=tmp_path / "logs",
-                   env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+                   env=base_environment({"PATH": os.environ["PATH"], "HOME": str(tmp_path)}))
     execution = Execution(spec, on_done)
     limit = TIMEOUT + KILL_GRACE + 1
     started = time.monotonic()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.liveness import start_time
-from queuectl.worker.runner import KILL_GRACE, Execution, RunReport, RunSpec
+from queuectl.worker.runner import KILL_GRACE, Execution, RunReport, RunSpec, base_environment
 
 
 def run(tmp_path: Path, command: str, *, timeout: float | None = None, limit: int = 1 << 20,
@@ -19,7 +19,7 @@ def run(tmp_path: Path, command: str, *, timeout: float | None = None, limit: in
     done = threading.Event()
     spec = RunSpec(job_id="job-1", command=command, attempt=attempt, timeout=timeout,
                    max_log_bytes=limit, log_dir=log_dir or tmp_path / "logs",
-                   env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+                   env=base_environment({"PATH": os.environ["PATH"], "HOME": str(tmp_path)}))
     execution = Execution(spec, lambda _e: done.set())
     execution.start()
     if stop_after is not None:

@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 from ..crashpoints import crash_point
 from ..lifecycle import AttemptResult
 from ..logs import CappedLog, attempt_paths
+from .spawn import Environment, posix_spawn
 
 #: Seconds between SIGTERM and SIGKILL when a job's process group is stopped.
 KILL_GRACE = 2.0
@@ -30,6 +31,14 @@ READ_SIZE = 65536
 _SHELL = "/bin/sh"
 #: Dispositions a job must not inherit from the supervisor (Python ignores SIGPIPE).
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+#: Variables set for each attempt, over whatever the base environment holds.
+_JOB_VARIABLES = ("QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT")
+
+
+def base_environment(env: Mapping[str, str]) -> Environment:
+    """The environment jobs start from (each attempt adds its id and number), encoded
+    once for every attempt that uses it."""
+    return Environment(env, per_job=_JOB_VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class RunSpec:
     timeout: float | None  # effective timeout in seconds, None for none
     max_log_bytes: int
     log_dir: Path
-    env: Mapping[str, str]  # the base environment; the job's variables are added
+    env: Environment  # from base_environment(); the attempt's own variables are added
 
 
 @dataclass(frozen=True)
@@ -303,20 +312,16 @@ class _Group:
         from /dev/null, stdout and stderr into non-blocking pipes.
 
         posix_spawn, not subprocess: a third of the parent's CPU per job, which is most
-        of what a queue of short jobs spends. Signals the supervisor ignores (SIGPIPE)
-        are reset for the job; every other descriptor of ours is close-on-exec
+        of what a queue of short jobs spends (and see spawn.py: the interpreter lock is
+        released while the child starts). Signals the supervisor ignores (SIGPIPE) are
+        reset for the job; every other descriptor of ours is close-on-exec
         (``seal_descriptors``), as subprocess's close_fds would make it."""
-        env = dict(spec.env)
-        env["QUEUECTL_JOB_ID"] = spec.job_id
-        env["QUEUECTL_ATTEMPT"] = str(spec.attempt)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid = os.posix_spawn(_SHELL, [_SHELL, "-c", spec.command], env, file_actions=[
-                (os.POSIX_SPAWN_DUP2, _devnull(), 0),
-                (os.POSIX_SPAWN_DUP2, out_w, 1),
-                (os.POSIX_SPAWN_DUP2, err_w, 2),
-            ], setsid=True, setsigdef=_RESET_SIGNALS)
+            pid = posix_spawn(_SHELL, [_SHELL, "-c", spec.command], spec.env, {
+                "QUEUECTL_JOB_ID": spec.job_id, "QUEUECTL_ATTEMPT": str(spec.attempt),
+            }, stdin=_devnull(), stdout=out_w, stderr=err_w, reset_signals=_RESET_SIGNALS)
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)

@@ -42,7 +42,8 @@ from ..timeutil import iso
 from ..timeutil import now as utcnow
 from .jobenv import job_environment
 from .maintenance import recover_lost_jobs
-from .runner import Execution, RunSpec
+from .runner import Execution, RunSpec, base_environment
+from .spawn import Environment
 
 log = logging.getLogger("queuectl.worker")
 
@@ -93,7 +94,7 @@ class Supervisor:
         self._clock_offset = timedelta(0)
         self._renewed: dict[str, float] = {}  # lease token -> monotonic time it was last extended
         self._watchdog_stop = threading.Event()
-        self._env_for: tuple[str, dict[str, str]] | None = None  # (env-allow, environment)
+        self._env_for: tuple[str, Environment] | None = None  # (env-allow, environment)
         # Spawning blocks its caller until the child has exec'd (about half a millisecond):
         # spawner threads take that off the main loop, which meanwhile commits and reaps.
         # They only spawn, then poke `_launched_w` so the loop watches the new job.
@@ -293,10 +294,11 @@ class Supervisor:
             return previous or Config.from_stored({})
         return config
 
-    def _job_env(self, allow: str) -> dict[str, str]:
+    def _job_env(self, allow: str) -> Environment:
         """The jobs' environment, rebuilt only when ``env-allow`` changes."""
         if self._env_for is None or self._env_for[0] != allow:
-            self._env_for = (allow, job_environment(os.environ, self.store.url, allow))
+            self._env_for = (allow, base_environment(
+                job_environment(os.environ, self.store.url, allow)))
         return self._env_for[1]
 
     def _now(self) -> datetime:

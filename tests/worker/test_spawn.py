@@ -15,7 +15,8 @@ from queuectl.worker import spawn
 
 
 @pytest.fixture(params=["libc", "os.posix_spawn"])
-def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def implementation(request: pytest.FixtureRequest,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "os.posix_spawn":
         monkeypatch.setattr(spawn, "_libc", None)
     yield request.param
@@ -58,11 +59,12 @@ def test_argv_and_environment_reach_the_child_literally(implementation: str,
 
 def test_the_child_leads_a_new_session_with_the_given_descriptors(implementation: str) -> None:
     env = spawn.Environment({"PATH": os.environ["PATH"]})
-    code, out = run(["/bin/sh", "-c", "ps -o sid= -o pgid= -p $$; echo $$; readlink /proc/$$/fd/0; "
-                     "echo to-stderr >&2"], env)
+    # /proc/PID/stat: field 5 is the process group, field 6 the session.
+    script = "cut -d' ' -f5,6 /proc/$$/stat; echo $$; readlink /proc/$$/fd/0; echo to-stderr >&2"
+    code, out = run(["/bin/sh", "-c", script], env)
     assert code == 0
     ids, pid, stdin, stderr = out.decode().splitlines()
-    sid, pgid = ids.split()
+    pgid, sid = ids.split()
     assert sid == pgid == pid
     assert (stdin, stderr) == (os.devnull, "to-stderr")
 

@@ -219,7 +219,7 @@ class Execution:
                 wait = None if due is None else max(0.0, due - time.monotonic()) * 1000
                 for fd, _event in poller.poll(wait):
                     if fd == wake_r:
-                        _drain(wake_r)
+                        drain_wakeups(wake_r)
                     else:
                         self.on_ready(fd)
                 self.tick()
@@ -265,7 +265,8 @@ class Execution:
             self._done.set()
 
 
-def _drain(fd: int) -> None:
+def drain_wakeups(fd: int) -> None:
+    """Empty a non-blocking wake-up pipe: what it held only meant "look again"."""
     try:
         while os.read(fd, 4096):
             pass

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 #: glibc's flag values (spawn.h); only used where glibc is the C library.
 _SETSIGDEF = 0x04
@@ -39,8 +39,8 @@ def posix_spawn(path: str, argv: Sequence[str], env: Environment, extra: Mapping
                 stdin: int, stdout: int, stderr: int,
                 reset_signals: Sequence[signal.Signals]) -> int:
     """Spawn ``path`` with ``argv`` in a new session; ``extra`` (among ``env``'s
-    ``per_job`` names) is added to ``env``. Returns the child's pid; raises OSError if it could not
-    start, ValueError for a NUL byte in an argument or variable."""
+    ``per_job`` names) is added to ``env``. Returns the child's pid; raises OSError if
+    it could not start, ValueError for a NUL byte in an argument or variable."""
     if _libc is None:
         merged = {**env.mapping, **extra}
         return os.posix_spawn(path, list(argv), merged, file_actions=[
@@ -59,7 +59,7 @@ class _Libc:
         import ctypes
 
         self.ctypes = ctypes
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on
+        libc = ctypes.CDLL(None)  # the C library this process runs on
         pointer = ctypes.c_void_p
         self._init_actions = libc.posix_spawn_file_actions_init
         self._add_dup2 = libc.posix_spawn_file_actions_adddup2

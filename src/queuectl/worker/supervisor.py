@@ -42,7 +42,7 @@ from ..timeutil import iso
 from ..timeutil import now as utcnow
 from .jobenv import job_environment
 from .maintenance import recover_lost_jobs
-from .runner import Execution, RunSpec, base_environment
+from .runner import Execution, RunSpec, base_environment, drain_wakeups
 from .spawn import Environment
 
 log = logging.getLogger("queuectl.worker")
@@ -226,7 +226,7 @@ class Supervisor:
                     self._check_control = True
                 self._woken = not listener.broadcast
             else:
-                _drain(fd)
+                drain_wakeups(fd)
 
     def _poll_jobs(self, poller: "select.poll", timeout: float) -> list[int]:
         """Poll the running attempts' descriptors along with ``poller``'s own, for at
@@ -246,7 +246,7 @@ class Supervisor:
             if fd in by_fd:
                 by_fd[fd].on_ready(fd)
             elif fd == self._launched_r:
-                _drain(fd)
+                drain_wakeups(fd)
             else:
                 others.append(fd)
         for _claim, execution in list(self.running.values()):
@@ -478,14 +478,6 @@ class Supervisor:
             if due is not None:
                 wait = min(wait, (due - self._now()).total_seconds())
         return max(0.001, wait)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def _short(command: str, width: int = 60) -> str:

@@ -17,7 +17,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from queuectl.liveness import start_time
-from tests.conftest import PG_URL, _PG_SKIP_REASON, Cli, _drop_schema, _pg_schema_url, wait_until
+from tests.conftest import (
+    _PG_SKIP_REASON,
+    PG_URL,
+    Cli,
+    _drop_schema,
+    _pg_schema_url,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
 

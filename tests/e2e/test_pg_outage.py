@@ -118,9 +118,8 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Cli, Cli, Proxy, str]]:
     url, schema = _pg_schema_url()
     parts = urlsplit(url)
     proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    proxied_url = urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+    user, at, _ = parts.netloc.rpartition("@")
+    proxied_url = urlunsplit(parts._replace(netloc=f"{user}{at}127.0.0.1:{proxy.port}"))
     for name in ("direct", "proxied"):
         (tmp_path / name).mkdir(mode=0o700)
     direct, through = Cli(url, tmp_path / "direct"), Cli(proxied_url, tmp_path / "proxied")

@@ -180,3 +180,44 @@ def test_a_new_job_reaches_an_idle_worker_through_notify(pg: Cli) -> None:
     assert time.monotonic() - started < 30  # far below the 60 s poll: the NOTIFY did it
     proc.terminate()
     assert proc.wait(10) == 0
+
+
+def test_a_stalled_supervisor_on_another_host_stops_its_job_when_it_resumes(
+        pg: Cli, tmp_path: Path) -> None:
+    """The documented limit across hosts (README, "The limit: other hosts"): a supervisor
+    that is paused, not cut off, cannot fence its job, and a worker on another host
+    cannot kill it. Once the lease has expired the job is rerun elsewhere; when the
+    stalled supervisor resumes it learns its lease is gone, stops its attempt at once,
+    and its late result changes nothing."""
+    import signal
+
+    from queuectl.liveness import start_time
+
+    journal, pid_file = tmp_path / "journal", tmp_path / "pid"
+    pg.config(**{"lease-timeout": 2, "max-backoff": 0})
+    pg.enqueue(id="stalled", command=(
+        f'echo start $QUEUECTL_ATTEMPT >> {journal}; '
+        f'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then echo $$ > {pid_file}; exec sleep 60; fi; '
+        f'echo end $QUEUECTL_ATTEMPT >> {journal}'))
+    stalled = start_host(pg, "host-a")
+    wait_until(pid_file.exists, 10, message="attempt 1 to start on host-a")
+    first = int(pid_file.read_text())
+    stalled.send_signal(signal.SIGSTOP)
+    try:
+        elsewhere = start_host(pg, "host-b", "--stop-when-empty")
+        job = pg.wait_for_state("stalled", "completed", timeout=30)
+        assert elsewhere.wait(30) == 0, pg.output(elsewhere)
+        # host-b could not touch host-a's processes: attempt 1 still runs.
+        assert start_time(first) is not None
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    wait_until(lambda: start_time(first) is None, 5, message="host-a to stop its stale attempt")
+    wait_until(lambda: "lease" in pg.output(stalled)[1], 10, message="host-a to log the lost lease")
+    time.sleep(0.5)  # give a (wrong) late write the chance to land
+    after = pg.job("stalled")
+    assert (after["state"], after["attempts"], after["worker_id"]) == (
+        "completed", 2, job["worker_id"])
+    assert job["worker_id"].startswith("host-b")
+    assert journal.read_text().split("\n")[:-1] == ["start 1", "start 2", "end 2"]
+    stalled.terminate()
+    assert stalled.wait(10) == 0

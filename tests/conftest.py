@@ -47,8 +47,10 @@ def _postgres_unavailable() -> str | None:
 
 _PG_SKIP_REASON = _postgres_unavailable()
 PG_URL = os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
-    _PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or ""))]
+#: Marks a PostgreSQL-only test: skipped, with the reason, where there is no server and
+#: QUEUECTL_TEST_PG_URL is unset (with it set, an unreachable server fails above).
+requires_pg = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=requires_pg)]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -207,6 +209,16 @@ class Cli:
         # Jobs run in sessions of their own, so a killed worker can leave them behind:
         # they all carry this test's QUEUECTL_DB in their environment.
         kill_by_env(f"QUEUECTL_DB={self.url}")
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Cli]:
+    """The real executable against a fresh PostgreSQL schema (PostgreSQL-only tests)."""
+    url, schema = _pg_schema_url()
+    runner = Cli(url, tmp_path)
+    yield runner
+    runner.cleanup()
+    _drop_schema(schema)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,26 +17,15 @@ from queuectl.timeutil import iso
 from queuectl.timeutil import now as real_now
 from queuectl.worker import supervisor
 from tests.conftest import (
-    _PG_SKIP_REASON,
     PG_URL,
     Cli,
-    _drop_schema,
-    _pg_schema_url,
+    requires_pg,
     wait_until,
 )
 
-pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
+pytestmark = requires_pg
 
 SKEW = timedelta(hours=-1)
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[Cli]:
-    url, schema = _pg_schema_url()
-    runner = Cli(url, tmp_path)
-    yield runner
-    runner.cleanup()
-    _drop_schema(schema)
 
 
 def lease_left(url: str, job_id: str) -> float | None:

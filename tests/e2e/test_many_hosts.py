@@ -7,30 +7,16 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from tests.conftest import (
-    _PG_SKIP_REASON,
     QUEUECTL,
     Cli,
-    _drop_schema,
-    _pg_schema_url,
     kill_by_env,
+    requires_pg,
     wait_until,
 )
 
-pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[Cli]:
-    url, schema = _pg_schema_url()
-    runner = Cli(url, tmp_path)
-    yield runner
-    runner.cleanup()
-    _drop_schema(schema)
+pytestmark = requires_pg
 
 
 def start_host(pg: Cli, host: str, *args: str) -> subprocess.Popen[str]:

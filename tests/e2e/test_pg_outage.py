@@ -18,15 +18,15 @@ import pytest
 
 from queuectl.liveness import start_time
 from tests.conftest import (
-    _PG_SKIP_REASON,
     PG_URL,
     Cli,
     _drop_schema,
     _pg_schema_url,
+    requires_pg,
     wait_until,
 )
 
-pytestmark = pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
+pytestmark = requires_pg
 
 LEASE = 4.0  # the worker kills an unrenewed job at 0.8 x this, checked every 0.2 s
 

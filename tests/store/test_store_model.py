@@ -27,7 +27,7 @@ from queuectl.lifecycle import AttemptResult, decide
 from queuectl.model import JobState
 from queuectl.store import Store, open_store
 from queuectl.timeutil import to_ms
-from tests.conftest import _PG_SKIP_REASON, _drop_schema, _pg_schema_url
+from tests.conftest import _drop_schema, _pg_schema_url, requires_pg
 from tests.store.support import T0, new_job
 
 LEASE = 5.0
@@ -223,7 +223,7 @@ class PostgresStoreModel(StoreModel):
     backend = "postgres"
 
 
-@pytest.mark.skipif(_PG_SKIP_REASON is not None, reason=_PG_SKIP_REASON or "")
+@requires_pg
 class TestPostgresStoreModel(PostgresStoreModel.TestCase):  # type: ignore[name-defined]
     settings = MODEL_SETTINGS
 

@@ -207,16 +207,14 @@ class Store(Protocol):
 
 
 class SettleShortcuts:
-    """``claim`` and ``finish_attempt`` for every backend, as special cases of ``settle``."""
+    """``claim`` and ``finish_attempt`` for every backend, as special cases of ``settle``
+    (which each backend implements: ``self`` is a ``Store``)."""
 
-    def settle(self, results: Sequence[Result], worker_ids: Sequence[str], now: datetime,
-               lease_seconds: float) -> Settlement:
-        raise NotImplementedError
-
-    def claim(self, worker_ids: Sequence[str], now: datetime, lease_seconds: float) -> list[Claim]:
+    def claim(self: Store, worker_ids: Sequence[str], now: datetime,
+              lease_seconds: float) -> list[Claim]:
         return self.settle((), worker_ids, now, lease_seconds).claims
 
-    def finish_attempt(self, job_id: str, token: str, attempt: int, outcome: Outcome,
+    def finish_attempt(self: Store, job_id: str, token: str, attempt: int, outcome: Outcome,
                        now: datetime, stdout_path: str | None = None,
                        stderr_path: str | None = None, stdout_tail: bytes | None = None,
                        stderr_tail: bytes | None = None) -> bool:
